@@ -1,0 +1,181 @@
+"""Streaming engine: one image in, one :class:`FrameResult` out, state kept on the device."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from human3r_ros.model import load_checkpoint
+from human3r_ros.model.network import Human3RNet, ViewOutput
+from human3r_ros.model.postprocess import pose_encoding_to_c2w
+
+from .body_model import BodyModel
+from .frame_result import FrameResult, build_people
+from .geometry import PoseChainer, frame_geometry
+from .preprocess import PreparedView, preprocess_frame
+from .recurrent import RecurrentState, advance
+from .smplx_pose import people_pose_from_network
+from .tracker import HumanTracker
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class Human3REngine:
+    """Drives :class:`Human3RNet` over a stream of images.
+
+    Per image: preprocessing, one network pass (two on a reset boundary: the reference
+    processes the boundary frame as a reset view, then again from the fresh state), the
+    plain or TTT3R state update, tracking, pose chaining across resets, focal estimation
+    and the SMPL-X body model. Cost and memory do not grow with the stream length.
+    """
+
+    def __init__(
+        self,
+        net: Human3RNet,
+        body_model: BodyModel | None = None,
+        *,
+        precision: str = "fp32",
+        ttt3r: bool = True,
+        reset_interval: int = 100,
+        size: int = 512,
+        det_threshold: float = 0.3,
+        max_people: int = 0,
+        with_rgb: bool = False,
+    ):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        if reset_interval < 0:
+            raise ValueError(f"reset_interval must be >= 0 (0 = never), got {reset_interval}")
+        self.net = net
+        self.device = next(net.parameters()).device
+        self.body_model = body_model
+        self.precision = precision
+        self.ttt3r = ttt3r
+        self.reset_interval = reset_interval
+        self.size = size
+        self.det_threshold = det_threshold
+        self.max_people = max_people
+        self.with_rgb = with_rgb
+        if body_model is None:
+            log.warning("no SMPL-X body model given: people come with parameters and poses, without meshes")
+        self.reset()
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        body_model_dir: str | Path | None = None,
+        device: str = "cpu",
+        precision: str = "fp32",
+        ttt3r: bool = True,
+        reset_interval: int = 100,
+        size: int = 512,
+        **kwargs,
+    ) -> "Human3REngine":
+        net = load_checkpoint(path, device=device, precision=precision)
+        body = BodyModel(body_model_dir, device=device) if body_model_dir else None
+        return cls(net, body, precision=precision, ttt3r=ttt3r, reset_interval=reset_interval, size=size, **kwargs)
+
+    # ------------------------------------------------------------------------------------
+    @property
+    def has_body_model(self) -> bool:
+        return self.body_model is not None
+
+    @property
+    def faces(self) -> np.ndarray | None:
+        return None if self.body_model is None else self.body_model.faces
+
+    @property
+    def frames_seen(self) -> int:
+        return self._count
+
+    def reset(self) -> None:
+        """Forget the scene, the camera trajectory and the tracks; the next image starts anew."""
+        state, memory = self.net.initial_state()
+        self._state = RecurrentState.initial(state, memory)
+        self._tracker = HumanTracker()
+        self._chainer = PoseChainer()
+        self._count = 0
+
+    def _autocast(self):
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _run_view(self, view: PreparedView, reset_after: bool) -> tuple[ViewOutput, np.ndarray, torch.Tensor]:
+        rs = self._state
+        img = view.img[None].to(self.device, non_blocking=True)
+        img_mhmr = view.img_mhmr[None].to(self.device, non_blocking=True)
+        with self._autocast():
+            out = self.net.forward_view(
+                img, img_mhmr, rs.state, rs.memory, rs.fresh,
+                want_gate=self.ttt3r and not rs.fresh, with_rgb=self.with_rgb,
+                det_threshold=self.det_threshold,
+            )
+        self._state = advance(rs, out.new_state, out.new_memory, out.ttt3r_gate, reset_after)
+        ids = self._tracker.update(out.tok_track.float())
+        c2w = pose_encoding_to_c2w(out.dense["camera_pose_enc"].float())[0]
+        return out, ids, c2w
+
+    def step(self, rgb: np.ndarray, stamp: float | None = None) -> FrameResult:
+        """Process one HxWx3 uint8 RGB image (grayscale / RGBA 8-bit are converted)."""
+        view = preprocess_frame(rgb, self.size, mhmr_res=self.net.config.mhmr_img_res)
+        reset_now = self.reset_interval > 0 and (self._count + 1) % self.reset_interval == 0
+        out, ids, c2w_chunk = self._run_view(view, reset_after=reset_now)
+        c2w = self._chainer.push(c2w_chunk, reset_now)
+        if reset_now:
+            # second pass over the boundary frame opens the new chunk; its outputs are dropped
+            _, _, copy_c2w = self._run_view(view, reset_after=False)
+            self._chainer.push(copy_c2w, False)
+        result = self._frame_result(view, out, ids, c2w, stamp, reset_now)
+        self._count += 1
+        return result
+
+    # ------------------------------------------------------------------------------------
+    def _frame_result(self, view, out: ViewOutput, ids, c2w, stamp, reset_now) -> FrameResult:
+        d = out.dense
+        h = out.humans
+        geo = frame_geometry(
+            d["pts3d_cam"][0].float(), d["conf_cam"][0].float(), c2w,
+            h.det_scores_nms[0].float(), None if h.mask is None else h.mask[0].float(),
+        )
+        smpl = {k: v.float() for k, v in out.smpl.items()}
+        args = (smpl["smpl_rotmat"], smpl["smpl_shape"], smpl["smpl_transl"], smpl["smpl_expression"], c2w)
+        if self.body_model is not None:
+            people = self.body_model.evaluate(*args)
+        else:
+            people, _ = people_pose_from_network(*[a.cpu() for a in args])
+        scores = h.det_scores_nms[h.view, h.row, h.col].float().cpu().numpy()
+        persons = build_people(
+            people, ids, scores,
+            h.loc_cut3r.float().cpu().numpy(),
+            torch.stack((h.row, h.col), dim=-1).cpu().numpy(),
+        )
+        if self.max_people and len(persons) > self.max_people:
+            keep = sorted(np.argsort(-scores, kind="stable")[: self.max_people])
+            persons = [persons[i] for i in keep]
+        image = ((view.img.permute(1, 2, 0).numpy() * 0.5 + 0.5) * 255.0).round().clip(0, 255).astype(np.uint8)
+        cpu = lambda t: t.detach().float().cpu().numpy()  # noqa: E731
+        return FrameResult(
+            index=self._count,
+            stamp=stamp,
+            c2w=cpu(geo.c2w),
+            intrinsics=cpu(geo.intrinsics),
+            pts3d_world=cpu(geo.pts3d_world),
+            conf=cpu(geo.conf),
+            depth=cpu(geo.depth),
+            human_mask=cpu(geo.msk) if geo.msk is not None else np.zeros(view.true_shape, np.float32),
+            det_scores=cpu(geo.det_scores),
+            people=persons,
+            reset=reset_now,
+            rgb=cpu(d["rgb"][0]) if "rgb" in d else None,
+            image=image,
+            crop=view.geometry,
+        )

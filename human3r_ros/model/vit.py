@@ -1,0 +1,215 @@
+"""Transformer building blocks shared by the CUT3R encoder, decoders and heads.
+
+Attribute names (``qkv``, ``proj``, ``projq`` ...) follow the published checkpoints so that
+state dicts load strictly. Everything here is inference-only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LN_EPS = 1e-6
+
+
+def layer_norm(dim: int) -> nn.LayerNorm:
+    return nn.LayerNorm(dim, eps=LN_EPS)
+
+
+class RoPE2D(nn.Module):
+    """2D rotary position embedding: the first half of a head's channels encodes the row,
+    the second half the column; inside a half, channel j pairs with channel j + half/2.
+
+    ``compute_dtype=torch.float16`` reproduces the published image encoder, which rotates
+    q/k in half precision (angles in float32, then cos/sin and the rotation rounded to fp16).
+    """
+
+    def __init__(self, base: float = 100.0, compute_dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.base = float(base)
+        self.compute_dtype = compute_dtype
+
+    def _cos_sin(self, pos: torch.Tensor, quarter: int):
+        """cos/sin for integer positions pos [B, N] -> [B, 1, N, 2*quarter]."""
+        exponent = torch.arange(0, 2 * quarter, 2, device=pos.device).float() / (2 * quarter)
+        inv_freq = 1.0 / (self.base**exponent)
+        # angles in float32 first, then cast: this is where the fp16 encoder rounds
+        angles = (pos.float()[..., None] * inv_freq).to(self.compute_dtype)
+        angles = torch.cat((angles, angles), dim=-1)[:, None]
+        return angles.cos(), angles.sin()
+
+    @staticmethod
+    def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=-1)
+        return torch.cat((-b, a), dim=-1)
+
+    def forward(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """tokens [B, heads, N, Dh], pos [B, N, 2] (row, col) -> rotated tokens, same dtype."""
+        out_dtype = tokens.dtype
+        x = tokens.to(self.compute_dtype)
+        half = x.shape[-1] // 2
+        rows, cols = x.split(half, dim=-1)
+        cos_r, sin_r = self._cos_sin(pos[..., 0], half // 2)
+        cos_c, sin_c = self._cos_sin(pos[..., 1], half // 2)
+        rows = rows * cos_r + self._rotate_half(rows) * sin_r
+        cols = cols * cos_c + self._rotate_half(cols) * sin_c
+        return torch.cat((rows, cols), dim=-1).to(out_dtype)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, out_dim: int | None = None):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, out_dim or dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    b, n, c = x.shape
+    return x.view(b, n, num_heads, c // num_heads).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    b, h, n, d = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * d)
+
+
+class Attention(nn.Module):
+    """Self-attention with optional 2D RoPE on queries and keys."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, rope: RoPE2D | None = None):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.rope = rope
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).view(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if self.rope is not None:
+            q = self.rope(q, pos)
+            k = self.rope(k, pos)
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        return self.proj(_merge_heads(out))
+
+
+class CrossAttention(nn.Module):
+    """Cross-attention; can also return the pre-softmax logits (needed by the TTT3R gate)."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, rope: RoPE2D | None = None):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.projq = nn.Linear(dim, dim, bias=qkv_bias)
+        self.projk = nn.Linear(dim, dim, bias=qkv_bias)
+        self.projv = nn.Linear(dim, dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.rope = rope
+
+    def forward(self, query, key_value, qpos, kpos, return_logits: bool = False):
+        q = _heads(self.projq(query), self.num_heads)
+        k = _heads(self.projk(key_value), self.num_heads)
+        v = _heads(self.projv(key_value), self.num_heads)
+        if self.rope is not None:
+            if qpos is not None:
+                q = self.rope(q, qpos)
+            if kpos is not None:
+                k = self.rope(k, kpos)
+        if return_logits:
+            # explicit softmax (as the reference's TTT3R path) so the logits are the same ones
+            logits = (q @ k.transpose(-2, -1)) * self.scale
+            out = logits.softmax(dim=-1) @ v
+        else:
+            logits = None
+            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        return self.proj(_merge_heads(out)), logits
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm ViT block."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, rope: RoPE2D | None = None):
+        super().__init__()
+        self.norm1 = layer_norm(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias=True, rope=rope)
+        self.norm2 = layer_norm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), pos)
+        return x + self.mlp(self.norm2(x))
+
+
+class DecoderBlock(nn.Module):
+    """Self-attention on x, cross-attention from x to (normalised) y, MLP."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, rope: RoPE2D | None = None):
+        super().__init__()
+        self.norm1 = layer_norm(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias=True, rope=rope)
+        self.cross_attn = CrossAttention(dim, num_heads, qkv_bias=True, rope=rope)
+        self.norm2 = layer_norm(dim)
+        self.norm3 = layer_norm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.norm_y = layer_norm(dim)
+
+    def forward(self, x, y, xpos, ypos, return_logits: bool = False):
+        x = x + self.attn(self.norm1(x), xpos)
+        cross, logits = self.cross_attn(self.norm2(x), self.norm_y(y), xpos, ypos, return_logits)
+        x = x + cross
+        return x + self.mlp(self.norm3(x)), logits
+
+
+class ModulatedLayerNorm(nn.Module):
+    """adaLN: LayerNorm whose shift and scale come from a conditioning vector."""
+
+    def __init__(self, dim: int, cond_dim: int):
+        super().__init__()
+        self.norm = layer_norm(dim)
+        self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, dim * 2))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.mlp(cond).chunk(2, dim=-1)
+        return self.norm(x) * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+class ConditionedBlock(nn.Module):
+    """ViT block whose two norms are modulated by a conditioning token (the camera token)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, rope: RoPE2D | None = None):
+        super().__init__()
+        self.norm1 = ModulatedLayerNorm(dim, dim)
+        self.attn = Attention(dim, num_heads, qkv_bias=True, rope=rope)
+        self.norm2 = ModulatedLayerNorm(dim, dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x, cond), pos)
+        return x + self.mlp(self.norm2(x, cond))
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patch convolution; returns tokens and integer (row, col) positions."""
+
+    def __init__(self, in_chans: int, dim: int, patch_size: int = 16):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, img: torch.Tensor):
+        b, _, h, w = img.shape
+        if h % self.patch_size or w % self.patch_size:
+            raise ValueError(f"image size {h}x{w} is not a multiple of the {self.patch_size}-px patch")
+        x = self.proj(img)
+        gh, gw = x.shape[-2:]
+        rows = torch.arange(gh, device=img.device).repeat_interleave(gw)
+        cols = torch.arange(gw, device=img.device).repeat(gh)
+        pos = torch.stack((rows, cols), dim=-1)[None].expand(b, -1, -1)
+        return x.flatten(2).transpose(1, 2), pos

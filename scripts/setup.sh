@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Sets up a development checkout: .venv/, the ROS interface packages and human3r_ros in
+# install/ (colcon), and env.sh. Run through `make setup`.
+#
+# Two modes, picked automatically:
+#   distro: a ROS 2 distribution is sourced (ROS_DISTRO set, rclpy importable). The venv sees
+#           the distro's packages (--system-site-packages); no ROS wheels, no compat tf2_msgs.
+#   wheels: otherwise. ROS 2 Kilted comes from PyPI wheels (cp311) into a plain venv.
+#
+# Idempotent: each step records a hash of its inputs (.venv/.h3r-*, install/.h3r-build) and
+# is skipped while they match, so a rerun with nothing changed takes about a second.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+VENV=$ROOT/.venv
+VPY=$VENV/bin/python
+PY_REQS=requirements.txt
+ROS_REQS=requirements-ros.txt
+# Bump when this script changes what it puts into .venv or install/.
+LAYOUT=1
+
+log() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+# sha256 over file names and contents, so renames count as changes too.
+hash_files() {
+  local f
+  for f in "$@"; do printf '%s\n' "$f"; cat "$f"; done | sha256sum | cut -d' ' -f1
+}
+
+# Drop this checkout's own install/ from path variables: a shell that already sourced env.sh
+# must not make the build see its previous output (nor change the compat tf2_msgs decision).
+strip_own_install() {
+  local var=$1 out="" part
+  local IFS=:
+  for part in ${!var:-}; do
+    [[ -z $part || $part == "$ROOT/install"* ]] && continue
+    out=${out:+$out:}$part
+  done
+  if [[ -n $out ]]; then export "$var=$out"; else unset "$var"; fi
+}
+for var in PYTHONPATH AMENT_PREFIX_PATH CMAKE_PREFIX_PATH COLCON_PREFIX_PATH LD_LIBRARY_PATH; do
+  strip_own_install "$var"
+done
+
+# --- interpreter and mode ---------------------------------------------------------------
+# Resolve the interpreter behind any active venv, so a shell with env.sh sourced does not
+# build .venv from .venv itself.
+BASE_PY=$("${PYTHON:-python3}" -c 'import os, sys; print(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))')
+if [[ -n ${ROS_DISTRO:-} ]] && "$BASE_PY" -c 'import rclpy' 2>/dev/null; then
+  MODE=distro
+else
+  MODE=wheels
+fi
+log "mode: $MODE (python: $BASE_PY)"
+
+# --- 1. virtual environment -------------------------------------------------------------
+venv_id="$MODE $BASE_PY $("$BASE_PY" -c 'import sys; print(sys.version)') layout=$LAYOUT"
+if [[ ! -x $VPY || "$(cat "$VENV/.h3r-venv" 2>/dev/null)" != "$venv_id" ]]; then
+  log "creating .venv"
+  rm -rf "$VENV"
+  if [[ $MODE == distro ]]; then
+    "$BASE_PY" -m venv --system-site-packages "$VENV"
+  else
+    "$BASE_PY" -m venv "$VENV"
+  fi
+  printf '%s\n' "$venv_id" > "$VENV/.h3r-venv"
+fi
+
+# The wheels' .pth hook re-executes every interpreter to set LD_LIBRARY_PATH; we set it
+# ourselves (here and in env.sh), so tell the hook it is done.
+export _ROS_WHEELS_BOOTSTRAP_COMPLETE=1
+SITE=$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+ros_lib_dirs() {
+  local d
+  printf '%s\n' "$VENV/lib"
+  for d in "$SITE"/ros_*.libs; do [[ -d $d ]] && printf '%s\n' "$d"; done
+  return 0
+}
+
+# --- 2. Python packages (every pip install of the project happens here) -----------------
+reqs=("$PY_REQS")
+[[ $MODE == wheels ]] && reqs+=("$ROS_REQS")
+pkgs_id=$(hash_files "${reqs[@]}")
+if [[ "$(cat "$VENV/.h3r-packages" 2>/dev/null)" != "$pkgs_id" ]]; then
+  log "installing Python packages from ${reqs[*]}"
+  py_reqs=$(mktemp)
+  trap 'rm -f "$py_reqs"' EXIT
+  if "$VPY" -c 'import torch' 2>/dev/null; then
+    # Keep the torch this environment already has (e.g. a robot's CUDA build).
+    grep -v '^torch\b' "$PY_REQS" > "$py_reqs"
+  else
+    cp "$PY_REQS" "$py_reqs"
+  fi
+  pip_args=(-r "$py_reqs")
+  [[ $MODE == wheels ]] && pip_args+=(-r "$ROS_REQS")
+  # One resolver run over everything, so shared pins (setuptools<80 for colcon) hold.
+  "$VPY" -m pip install --disable-pip-version-check -q "${pip_args[@]}"
+
+  if [[ $MODE == wheels ]]; then
+    # Snag: the wheels' exported CMake files name the wheel builder's Python and numpy
+    # include dirs; point them at this interpreter's, or CMake rejects the imported targets.
+    py_inc=$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+    np_inc=$("$VPY" -c 'import numpy; print(numpy.get_include())')
+    [[ -f $py_inc/Python.h ]] || die "no Python.h in $py_inc: install the Python development headers (e.g. python3.11-dev)"
+    grep -rlF '/opt/python/cp311-cp311/' "$VENV"/share/*/cmake/ 2>/dev/null | while read -r f; do
+      sed -i \
+        -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$np_inc#g" \
+        -e "s#/opt/python/cp311-cp311/include/python3.11#$py_inc#g" "$f"
+    done
+  fi
+  printf '%s\n' "$pkgs_id" > "$VENV/.h3r-packages"
+fi
+
+# --- 3. colcon build into install/ --------------------------------------------------------
+build_env=(env)
+if [[ $MODE == wheels ]]; then
+  libs=$(ros_lib_dirs | paste -sd:)
+  build_env+=(
+    "PATH=$VENV/bin:$PATH"
+    "VIRTUAL_ENV=$VENV"
+    "AMENT_PREFIX_PATH=$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+    "CMAKE_PREFIX_PATH=$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+    "LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  )
+else
+  build_env+=("PATH=$VENV/bin:$PATH" "VIRTUAL_ENV=$VENV")
+fi
+
+# The stand-in tf2_msgs is built only where nothing provides the real one.
+packages=("$ROOT" "$ROOT/human3r_msgs")
+if "${build_env[@]}" "$VPY" -c 'import tf2_msgs.msg' 2>/dev/null; then
+  compat_tf2=no
+else
+  compat_tf2=yes
+  packages+=("$ROOT/compat/tf2_msgs")
+fi
+
+build_inputs=(package.xml setup.py setup.cfg)
+while IFS= read -r f; do build_inputs+=("$f"); done < <(
+  find resource launch config rviz human3r_msgs compat -type f \
+    -not -name '*.pyc' -not -path '*/__pycache__/*' | LC_ALL=C sort)
+build_id="$(hash_files "${build_inputs[@]}") $pkgs_id $venv_id compat_tf2=$compat_tf2"
+if [[ "$(cat install/.h3r-build 2>/dev/null)" != "$build_id" ]]; then
+  "${build_env[@]}" sh -c 'command -v colcon' >/dev/null \
+    || die "colcon not found: install it (e.g. apt install python3-colcon-common-extensions)"
+  log "colcon build: human3r_ros human3r_msgs$([[ $compat_tf2 == yes ]] && echo ' tf2_msgs(compat)')"
+  rm -f install/.h3r-build
+  "${build_env[@]}" colcon --log-base log build \
+    --build-base build --install-base install \
+    --paths "${packages[@]}" \
+    --cmake-args -DPython3_EXECUTABLE="$VPY" -DBUILD_TESTING=OFF \
+    || die "colcon build failed (logs: log/latest_build/)"
+  printf '%s\n' "$build_id" > install/.h3r-build
+fi
+
+# --- 4. env.sh ---------------------------------------------------------------------------
+env_tmp=$(mktemp)
+{
+  printf '# Generated by scripts/setup.sh (mode: %s); rerun `make setup` instead of editing.\n' "$MODE"
+  printf '# Usage: source env.sh   (bash or zsh)\n'
+  printf "_h3r_root='%s'\n" "$ROOT"
+  cat <<'EOF'
+_h3r_prepend() {  # _h3r_prepend VAR DIR: put DIR first in VAR unless it is already there
+  eval "_h3r_cur=\"\${$1:-}\""
+  case ":$_h3r_cur:" in
+    *":$2:"*) ;;
+    *) eval "export $1=\"\$2\${_h3r_cur:+:\$_h3r_cur}\"" ;;
+  esac
+}
+EOF
+  if [[ $MODE == distro ]]; then
+    cat <<'EOF'
+if [ -z "${ROS_DISTRO:-}" ]; then
+  echo "env.sh: source your ROS 2 distribution first (. /opt/ros/<distro>/setup.bash)" >&2
+  return 1
+fi
+EOF
+  fi
+  echo '. "$_h3r_root/.venv/bin/activate"'
+  if [[ $MODE == wheels ]]; then
+    cat <<'EOF'
+# ROS 2 from PyPI wheels: their shared libraries must be on the loader path before Python
+# starts; with it set here, the wheels' own re-exec hook has nothing left to do.
+export _ROS_WHEELS_BOOTSTRAP_COMPLETE=1
+_h3r_prepend AMENT_PREFIX_PATH "$VIRTUAL_ENV"
+EOF
+    ros_lib_dirs | while read -r d; do
+      printf '_h3r_prepend LD_LIBRARY_PATH "$VIRTUAL_ENV%s"\n' "${d#"$VENV"}"
+    done
+    echo 'export RMW_IMPLEMENTATION=rmw_fastrtps_cpp  # the only RMW the wheels ship'
+  else
+    echo 'export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"'
+  fi
+  cat <<'EOF'
+if [ -n "${ZSH_VERSION:-}" ]; then
+  . "$_h3r_root/install/local_setup.zsh"
+else
+  . "$_h3r_root/install/local_setup.bash"
+fi
+# The working tree comes before the installed copy, so Python edits need no rebuild.
+_h3r_prepend PYTHONPATH "$_h3r_root"
+unset -f _h3r_prepend
+unset _h3r_cur
+EOF
+} > "$env_tmp"
+if cmp -s "$env_tmp" env.sh; then
+  rm -f "$env_tmp"
+else
+  mv "$env_tmp" env.sh
+  log "wrote env.sh"
+fi
+log "ready: source env.sh"

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from helpers import assert_close_ref
+from human3r_ros.model.config import DINOV2_SIZES
 from human3r_ros.model.dinov2 import Dinov2Backbone
 from human3r_ros.model.human_head import (
     build_human_modules,
@@ -45,7 +46,7 @@ def case(request, reference_dir):
     torch.set_num_threads(1)
     weights = load_file(str(reference_dir / f"tiny_{request.param}_weights.safetensors"))
     io = dict(np.load(reference_dir / f"tiny_{request.param}_io.npz"))
-    backbone = Dinov2Backbone("dinov2_vits14", embed_dim=32, depth=2, num_heads=2)
+    backbone = Dinov2Backbone(embed_dim=32, depth=2, num_heads=2)
     backbone.load_state_dict(strip_prefix(weights, "backbone."), strict=True)
     head = build_tiny_head(weights, reference_dir / "synthetic_smplx" / "smpl_mean_params.npz")
     return backbone.eval(), head, io
@@ -131,7 +132,7 @@ def manifest_entries(reference_dir, variant, prefix):
 def test_state_dict_layout_matches_manifest(reference_dir, variant):
     manifest, backbone_keys = manifest_entries(reference_dir, variant, "backbone.")
     with torch.device("meta"):
-        backbone = Dinov2Backbone(manifest["backbone"])
+        backbone = Dinov2Backbone(*DINOV2_SIZES[manifest["backbone"]])
     assert [(k, list(v.shape)) for k, v in backbone.state_dict().items()] == backbone_keys
 
     _, head_keys = manifest_entries(reference_dir, variant, "downstream_head.")

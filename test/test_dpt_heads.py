@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from helpers import assert_close_ref
 from human3r_ros.model.camera_head import CameraPoseHead
-from human3r_ros.model.dpt import DPTHead, DPTHeadConfig
+from human3r_ros.model.dpt import DPTHead
 from human3r_ros.model.postprocess import (
     camera_pose_encoding,
     dense_points_and_confidence,
@@ -17,7 +17,6 @@ from human3r_ros.model.postprocess import (
     pose_encoding_to_c2w,
 )
 
-MANIFESTS = ["672S", "672B", "672L", "896L"]
 DPT_PREFIXES = ["downstream_head.dpt_self.", "downstream_head.dpt_cross.", "downstream_head.dpt_rgb."]
 POSE_PREFIX = "downstream_head.pose_head."
 TINY = dict(dim_tokens=[48, 24, 24, 24], num_channels=4, feature_dim=16, last_dim=8, layer_dims=[8, 16, 16, 32])
@@ -55,25 +54,13 @@ def tiny_weights(reference_dir):
     return load_file(str(reference_dir / "tiny_plain_weights.safetensors"))
 
 
-@pytest.mark.parametrize("variant", MANIFESTS)
-@pytest.mark.parametrize("prefix", DPT_PREFIXES)
-def test_dpt_layout_matches_manifest(reference_dir, variant, prefix):
-    entries = _manifest_entries(reference_dir, variant, prefix)
-    shapes = {e["key"]: e["shape"] for e in entries}
-    with torch.device("meta"):
-        head = DPTHead.from_state_dict_shapes(prefix, shapes)
-    assert _state_dict_layout(head) == _strip(entries, prefix)
-    _assert_aliases_shared(head, entries, prefix)
-
-
 def test_dpt_official_defaults_match_672s(reference_dir):
     prefix = "downstream_head.dpt_self."
     entries = _manifest_entries(reference_dir, "672S", prefix)
     with torch.device("meta"):
         head = DPTHead(dim_tokens=[1024, 768, 768, 768], num_channels=4)
     assert _state_dict_layout(head) == _strip(entries, prefix)
-    cfg = DPTHeadConfig.from_state_dict_shapes(prefix, {e["key"]: e["shape"] for e in entries})
-    assert cfg == DPTHeadConfig((1024, 768, 768, 768), 4, 256, 128, (96, 192, 384, 768))
+    _assert_aliases_shared(head, entries, prefix)
 
 
 def test_tiny_dpt_layout_and_order(reference_dir, tiny_weights):
@@ -88,11 +75,7 @@ def test_tiny_dpt_layout_and_order(reference_dir, tiny_weights):
 @pytest.mark.parametrize("prefix", DPT_PREFIXES)
 def test_tiny_dpt_loads_strictly(tiny_weights, prefix):
     state = {k[len(prefix):]: v for k, v in tiny_weights.items() if k.startswith(prefix)}
-    head = DPTHead.from_state_dict_shapes("", {k: v.shape for k, v in state.items()})
-    expected_cfg = dict(TINY, num_channels=3 if prefix.endswith("rgb.") else 4)
-    assert DPTHeadConfig.from_state_dict_shapes("", {k: v.shape for k, v in state.items()}) == DPTHeadConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in expected_cfg.items()}
-    )
+    head = DPTHead(**dict(TINY, num_channels=3 if prefix.endswith("rgb.") else 4))
     head.load_state_dict(state, strict=True)
     for key, value in head.state_dict().items():
         assert torch.equal(value, state[key]), key
@@ -118,7 +101,7 @@ def test_tiny_dpt_forward_shapes(tiny_weights, image_size):
 
 def test_pose_head_loads_strictly(reference_dir, tiny_weights):
     state = {k[len(POSE_PREFIX):]: v for k, v in tiny_weights.items() if k.startswith(POSE_PREFIX)}
-    head = CameraPoseHead.from_state_dict_shapes("", {k: v.shape for k, v in state.items()})
+    head = CameraPoseHead(24)
     head.load_state_dict(state, strict=True)
     assert head(torch.zeros(3, 24)).shape == (3, 7)
     entries = _manifest_entries(reference_dir, "672S", POSE_PREFIX)

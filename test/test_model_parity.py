@@ -37,7 +37,7 @@ def run_views(net, z, use_ttt3r):
         view = preprocess_frame(frames[f], 64, mhmr_res=net.config.mhmr_img_res)
         out = net.forward_view(
             view.img[None], view.img_mhmr[None], rs.state, rs.memory, rs.fresh,
-            want_gate=use_ttt3r and not rs.fresh, with_rgb=True,
+            want_gate=use_ttt3r and not rs.fresh, with_rgb=True, with_world_head=True,
         )
         yield v, rs, view, out
         rs = advance(rs, out.new_state, out.new_memory, out.ttt3r_gate, bool(z["view_reset"][v]))

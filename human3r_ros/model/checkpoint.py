@@ -165,15 +165,18 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     return head[8:9] == b"{" and 2 <= header_len <= size - 8
 
 
+# torch's weights_only error wraps the reason in advice to disable the protection; keep the reason
+_ADVICE_WORDS = (
+    "load failed", "can still be loaded", "trust", "weights_only", "safe_globals", "documentation",
+    "file an issue", "this class/function",
+)
+
+
 def _unpickling_reason(exc: Exception) -> str:
-    """The informative lines of torch's weights_only error, without its generic advice."""
-    lines = [line.strip() for line in str(exc).splitlines()]
-    useful = [
-        line.split("WeightsUnpickler error:")[-1].strip()
-        for line in lines
-        if line and not line.startswith(("Weights only load failed", "Check the documentation"))
-    ]
-    return " ".join(u for u in useful if u) or type(exc).__name__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).replace("WeightsUnpickler error:", "\n")
+    sentences = re.split(r"(?<=\.)\s+|\n+", text)
+    useful = [s.strip() for s in sentences if s.strip() and not any(w in s for w in _ADVICE_WORDS)]
+    return " ".join(useful) or type(exc).__name__
 
 
 def _torch_load(path: Path) -> Any:
@@ -296,9 +299,12 @@ def read_checkpoint(path: str | Path, variant: str | None = None) -> CheckpointC
         raise CheckpointError(f"{path}: no such file")
     if not path.is_file():
         raise CheckpointError(f"{path}: not a regular file")
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(16)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot open: {exc.strerror or exc}") from None
     if size == 0:
         raise CheckpointError(f"{path}: empty file")
 

@@ -135,6 +135,8 @@ _HARD_CODED_FIELDS = (
     "backbone_embed_dim",
     "backbone_depth",
     "backbone_num_heads",
+    "backbone_patch_size",
+    "backbone_img_size",
     "dpt_feature_dim",
     "dpt_last_dim",
     "dpt_layer_dims",
@@ -220,6 +222,8 @@ def parse_construction_string(s: str) -> Human3RConfig:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         raise ValueError(f"construction string is not a valid expression ({exc.msg}): {source[:120]!r}") from None
+    except (MemoryError, RecursionError):  # the parser's own limit on pathological nesting
+        raise ValueError(f"construction string is nested too deeply: {source[:120]!r}") from None
 
     outer = _expect_call(tree.body, "ARCroco3DStereo", source)
     if len(outer.args) != 1 or outer.keywords:
@@ -357,6 +361,13 @@ def sizes_in_state_dict(shapes: Mapping[str, Sequence[int]]) -> dict[str, Any]:
     if "backbone.encoder.cls_token" in shapes:
         found["backbone_embed_dim"] = int(shapes["backbone.encoder.cls_token"][-1])
         found["backbone_depth"] = _block_count(shapes, _BACKBONE_BLOCK)
+    if "backbone.encoder.patch_embed.proj.weight" in shapes:
+        patch = int(shapes["backbone.encoder.patch_embed.proj.weight"][-1])
+        found["backbone_patch_size"] = patch
+        if "backbone.encoder.pos_embed" in shapes:
+            # the position table covers (img_size / patch)^2 patches plus the CLS token
+            side = math.isqrt(int(shapes["backbone.encoder.pos_embed"][1]) - 1)
+            found["backbone_img_size"] = side * patch
     dpt_keys = ["scratch.layer1_rn.weight", "head.2.weight"] + [f"act_postprocess.{i}.0.weight" for i in range(4)]
     if all(_DPT_PREFIX + k in shapes for k in dpt_keys):
         found["dpt_feature_dim"] = int(shapes[_DPT_PREFIX + "scratch.layer1_rn.weight"][0])
@@ -367,10 +378,20 @@ def sizes_in_state_dict(shapes: Mapping[str, Sequence[int]]) -> dict[str, Any]:
 
 def _declared_sizes(overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Map the checkpoint's ``tiny_overrides`` layout onto config fields."""
+    try:
+        return _declared_sizes_unchecked(overrides)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"malformed size overrides {overrides!r:.200}: {exc}") from None
+
+
+def _declared_sizes_unchecked(overrides: Mapping[str, Any]) -> dict[str, Any]:
     declared: dict[str, Any] = {}
     backbone = overrides.get("dinov2_backbone") or {}
     dpt = overrides.get("dpt_heads") or {}
-    for src, dst in (("embed_dim", "backbone_embed_dim"), ("depth", "backbone_depth"), ("num_heads", "backbone_num_heads")):
+    for src, dst in (
+        ("embed_dim", "backbone_embed_dim"), ("depth", "backbone_depth"), ("num_heads", "backbone_num_heads"),
+        ("patch_size", "backbone_patch_size"), ("img_size", "backbone_img_size"),
+    ):
         if src in backbone:
             declared[dst] = int(backbone[src])
     for src, dst in (("feature_dim", "dpt_feature_dim"), ("last_dim", "dpt_last_dim")):

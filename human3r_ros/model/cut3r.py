@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .vit import DecoderBlock, EncoderBlock, PatchEmbed, RoPE2D, layer_norm
+from .vit import DecoderBlock, EncoderBlock, PatchEmbed, RoPE2D
 
 
 def encode_image(patch_embed: PatchEmbed, blocks: nn.ModuleList, norm: nn.LayerNorm, img: torch.Tensor):

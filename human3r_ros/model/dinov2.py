@@ -11,13 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# (embed_dim, depth, num_heads, ffn) of the hub models; ViT-g uses a SwiGLU feed-forward.
-DINOV2_SIZES = {
-    "dinov2_vits14": (384, 12, 6, "mlp"),
-    "dinov2_vitb14": (768, 12, 12, "mlp"),
-    "dinov2_vitl14": (1024, 24, 16, "mlp"),
-    "dinov2_vitg14": (1536, 40, 24, "swiglu"),
-}
+from .vit import Attention, Mlp
+
 
 LAYER_NORM_EPS = 1e-6
 # The hub model resizes its position table with a scale factor of (grid + offset) / table,
@@ -36,45 +31,6 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
-class Attention(nn.Module):
-    def __init__(self, dim, num_heads):
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x):
-        b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).unbind(2)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim, hidden):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class SwiGLUFfn(nn.Module):
-    """ViT-g feed-forward: silu(x W1) * (x W2) packed in one ``w12`` projection."""
-
-    def __init__(self, dim, hidden):
-        super().__init__()
-        hidden = (int(hidden * 2 / 3) + 7) // 8 * 8  # hub rounding of the SwiGLU width
-        self.w12 = nn.Linear(dim, 2 * hidden)
-        self.w3 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        x1, x2 = self.w12(x).chunk(2, dim=-1)
-        return self.w3(F.silu(x1) * x2)
-
-
 class LayerScale(nn.Module):
     def __init__(self, dim):
         super().__init__()
@@ -87,15 +43,14 @@ class LayerScale(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block with LayerScale on both residual branches."""
 
-    def __init__(self, dim, num_heads, mlp_ratio=4, ffn="mlp"):
+    def __init__(self, dim, num_heads, mlp_ratio=4):
         super().__init__()
         # Registration order = checkpoint key order (norm1, attn, ls1, norm2, mlp, ls2).
         self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.attn = Attention(dim, num_heads)
         self.ls1 = LayerScale(dim)
         self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
-        ffn_cls = {"mlp": Mlp, "swiglu": SwiGLUFfn}[ffn]
-        self.mlp = ffn_cls(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.ls2 = LayerScale(dim)
 
     def forward(self, x):
@@ -106,7 +61,7 @@ class Block(nn.Module):
 class DinoV2Encoder(nn.Module):
     """DINOv2 ViT returning the final-normed patch tokens of the last block (no CLS)."""
 
-    def __init__(self, embed_dim, depth, num_heads, patch_size=14, img_size=518, mlp_ratio=4, ffn="mlp"):
+    def __init__(self, embed_dim, depth, num_heads, patch_size=14, img_size=518, mlp_ratio=4):
         super().__init__()
         self.embed_dim = embed_dim
         self.patch_size = patch_size
@@ -114,7 +69,7 @@ class DinoV2Encoder(nn.Module):
         self.patch_embed = PatchEmbed(patch_size, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, table_side * table_side + 1, embed_dim))
-        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, ffn) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
         # Unused at inference; kept so that checkpoints load strictly.
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
@@ -149,23 +104,13 @@ class DinoV2Encoder(nn.Module):
 
 class Dinov2Backbone(nn.Module):
     """Multi-HMR backbone: holds the encoder as ``.encoder`` (checkpoint prefix ``backbone.encoder``).
+    Sizes per hub name are in :data:`human3r_ros.model.config.DINOV2_SIZES`."""
 
-    Sizes come from ``name`` unless embed_dim/depth/num_heads are given (e.g. tiny test models).
-    """
-
-    def __init__(self, name="dinov2_vitl14", embed_dim=None, depth=None, num_heads=None, img_size=518):
+    def __init__(self, embed_dim: int, depth: int, num_heads: int, patch_size: int = 14, img_size: int = 518):
         super().__init__()
-        std_dim, std_depth, std_heads, ffn = DINOV2_SIZES[name]
-        self.encoder = DinoV2Encoder(
-            embed_dim=embed_dim or std_dim,
-            depth=depth or std_depth,
-            num_heads=num_heads or std_heads,
-            patch_size=14,
-            img_size=img_size,
-            ffn=ffn,
-        )
-        self.patch_size = self.encoder.patch_size
-        self.embed_dim = self.encoder.embed_dim
+        self.encoder = DinoV2Encoder(embed_dim, depth, num_heads, patch_size=patch_size, img_size=img_size)
+        self.patch_size = patch_size
+        self.embed_dim = embed_dim
 
     def forward(self, x):
         return self.encoder(x)

@@ -12,8 +12,7 @@ registration order, which decides the state-dict order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -104,35 +103,6 @@ def _reassemble_stages(dim_tokens: Sequence[int], layer_dims: Sequence[int]) -> 
     )
 
 
-@dataclass(frozen=True)
-class DPTHeadConfig:
-    dim_tokens: tuple[int, int, int, int]
-    num_channels: int
-    feature_dim: int
-    last_dim: int
-    layer_dims: tuple[int, int, int, int]
-
-    @classmethod
-    def from_state_dict_shapes(cls, prefix: str, shapes: Mapping[str, Sequence[int]]) -> "DPTHeadConfig":
-        """Read the sizes off tensor shapes (keys `prefix + 'scratch.layer1_rn.weight'` etc.)."""
-
-        def shape(key: str) -> tuple[int, ...]:
-            return tuple(int(s) for s in shapes[prefix + key])
-
-        projections = [shape(f"act_postprocess.{i}.0.weight") for i in range(4)]
-        feature_dim = shape("scratch.layer1_rn.weight")[0]
-        head_mid = shape("head.0.weight")[0]
-        if head_mid != feature_dim // 2:
-            raise ValueError(f"{prefix}head.0 has {head_mid} outputs, expected feature_dim//2 = {feature_dim // 2}")
-        return cls(
-            dim_tokens=tuple(p[1] for p in projections),
-            num_channels=shape("head.4.weight")[0],
-            feature_dim=feature_dim,
-            last_dim=shape("head.2.weight")[0],
-            layer_dims=tuple(p[0] for p in projections),
-        )
-
-
 class DPTHead(nn.Module):
     """DPT output adapter with hooks [0, 1, 2, 3] and a regression head.
 
@@ -164,16 +134,6 @@ class DPTHead(nn.Module):
             _conv1x1(last_dim, num_channels),
         )
         self.act_postprocess = _reassemble_stages(dim_tokens, layer_dims)
-
-    @classmethod
-    def from_config(cls, cfg: DPTHeadConfig, patch_size: int = 16) -> "DPTHead":
-        return cls(cfg.dim_tokens, cfg.num_channels, cfg.feature_dim, cfg.last_dim, cfg.layer_dims, patch_size)
-
-    @classmethod
-    def from_state_dict_shapes(
-        cls, prefix: str, shapes: Mapping[str, Sequence[int]], patch_size: int = 16
-    ) -> "DPTHead":
-        return cls.from_config(DPTHeadConfig.from_state_dict_shapes(prefix, shapes), patch_size)
 
     def forward(self, tokens: Sequence[torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:
         if len(tokens) != 4:

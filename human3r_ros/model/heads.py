@@ -52,7 +52,7 @@ class Human3RHead(nn.Module):
         for name, module in build_human_modules(backbone_dim, enc_dim, dec_dim, bb_patch_size).items():
             self.add_module(name, module)
 
-    def dense(self, layers: list, pos: torch.Tensor, image_size: tuple, with_rgb: bool) -> dict:
+    def dense(self, layers: list, pos: torch.Tensor, image_size: tuple, with_rgb: bool, with_world: bool) -> dict:
         """layers: [encoder tokens, layer dd/2, layer 3dd/4, last layer] of patch tokens,
         the last one with the camera token in front. Returns post-processed dense outputs."""
         camera_token = layers[-1][:, 0]
@@ -67,6 +67,8 @@ class Human3RHead(nn.Module):
         if with_rgb:
             out["rgb"] = postprocess.dense_rgb(self.dpt_rgb(self_layers, image_size))
 
+        if not with_world:
+            return out
         conditioned = patches
         for blk in self.final_transform:
             conditioned = blk(conditioned, camera_token, pos)

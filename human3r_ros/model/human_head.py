@@ -16,13 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .postprocess import exp_scaled_points
+
 SCORE_EPS = 1e-6  # scores are squeezed into [eps, 1 - eps]
 DETECTION_THRESHOLD = 0.3
 NUM_ROTATIONS = 53  # SMPL-X: global orient + 21 body + jaw + 2 eyes + 2 x 15 hands
 NUM_BETAS = 10
 NUM_EXPRESSION = 10
 GRAM_SCHMIDT_EPS = 1e-6
-MIN_NORM = 1e-8
 
 
 def regression_mlp(sizes):
@@ -245,12 +246,6 @@ def rot6d_to_rotmat(x):
     return torch.stack([a, b, torch.cross(a, b, dim=-1)], dim=-1)
 
 
-def exp_distance_map(xyz):
-    """Keep the direction of xyz, map its length d to expm1(d) (the 'exp' depth mode)."""
-    d = xyz.norm(dim=-1, keepdim=True)
-    return xyz / d.clamp(min=MIN_NORM) * torch.expm1(d)
-
-
 def regress_smplx(head, smpl_token_cat):
     """SMPL-X parameters per person.
 
@@ -263,6 +258,6 @@ def regress_smplx(head, smpl_token_cat):
     return {
         "smpl_rotmat": rot6d_to_rotmat(pose6d.reshape(*pose6d.shape[:-1], NUM_ROTATIONS, 6)),
         "smpl_shape": head.decshape(smpl_token_cat) + head.init_betas,
-        "smpl_transl": exp_distance_map(head.deccam(smpl_token_cat[..., :dec_dim])),
+        "smpl_transl": exp_scaled_points(head.deccam(smpl_token_cat[..., :dec_dim])),
         "smpl_expression": head.decexpression(smpl_token_cat) + head.init_expression,
     }

@@ -56,6 +56,7 @@ class Human3RNet(nn.Module):
         # the published image encoder rotates q/k in float16; decoders and heads in float32
         encoder_rope = RoPE2D(cfg.rope_freq, torch.float16)
         rope = RoPE2D(cfg.rope_freq)
+        self.encoder_rope, self.rope = encoder_rope, rope  # parameter-free: no state-dict keys
 
         self.pose_token = nn.Parameter(torch.zeros(1, 1, dec))
         self.masked_img_token = nn.Parameter(torch.zeros(1, enc))
@@ -75,7 +76,7 @@ class Human3RNet(nn.Module):
         self.pose_retriever = CameraMemory(cfg.local_mem_size, enc, dec, cfg.dec_num_heads, cfg.mlp_ratio)
         self.register_tokens = nn.Embedding(cfg.state_size, enc)
         self.backbone = Dinov2Backbone(
-            cfg.backbone, embed_dim=bb_dim, depth=cfg.backbone_depth, num_heads=cfg.backbone_num_heads
+            bb_dim, cfg.backbone_depth, cfg.backbone_num_heads, cfg.backbone_patch_size, cfg.backbone_img_size
         )
         self.decoder_embed_state = nn.Linear(enc, dec)
         self.dec_blocks_state = make_decoder_blocks(
@@ -114,10 +115,21 @@ class Human3RNet(nn.Module):
         fresh: bool,
         want_gate: bool,
         with_rgb: bool = False,
+        with_world_head: bool = False,
         det_threshold: float = DETECTION_THRESHOLD,
     ) -> ViewOutput:
         """img [1, 3, H, W] in [-1, 1]; img_mhmr [1, 3, R, R] padded with -1.
-        ``fresh``: first view or right after a reset (use the learned camera token)."""
+        ``fresh``: first view or right after a reset (use the learned camera token).
+        The rgb head and the world-pointmap head are skipped unless asked for: the engine
+        builds world points from the camera pointmap and the camera pose."""
+        with self.encoder_rope.reusing_tables(), self.rope.reusing_tables():
+            return self._forward_view(
+                img, img_mhmr, state, memory, fresh, want_gate, with_rgb, with_world_head, det_threshold
+            )
+
+    def _forward_view(
+        self, img, img_mhmr, state, memory, fresh, want_gate, with_rgb, with_world_head, det_threshold
+    ) -> ViewOutput:
         cfg = self.config
         height, width = img.shape[-2:]
         feat, pos = encode_image(self.patch_embed, self.enc_blocks, self.enc_norm, img)
@@ -162,7 +174,7 @@ class Human3RNet(nn.Module):
             layers[depth * 3 // 4][:, 1:n_img],
             last[:, :n_img],
         ]
-        dense = head.dense(head_layers, pos, (height, width), with_rgb)
+        dense = head.dense(head_layers, pos, (height, width), with_rgb, with_world_head)
         tok_track = last[0, n_img:]
         smpl = regress_smplx(head, torch.cat((tok_track, humans.tok_mhmr), dim=-1))
         return ViewOutput(

@@ -6,6 +6,8 @@ state dicts load strictly. Everything here is inference-only.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,38 +25,52 @@ class RoPE2D(nn.Module):
 
     ``compute_dtype=torch.float16`` reproduces the published image encoder, which rotates
     q/k in half precision (angles in float32, then cos/sin and the rotation rounded to fp16).
+    Inside ``with rope.reusing_tables():`` the cos/sin tables are computed once per position
+    tensor and head size instead of once per block.
     """
 
     def __init__(self, base: float = 100.0, compute_dtype: torch.dtype = torch.float32):
         super().__init__()
         self.base = float(base)
         self.compute_dtype = compute_dtype
+        self._tables: dict | None = None
 
-    def _cos_sin(self, pos: torch.Tensor, quarter: int):
-        """cos/sin for integer positions pos [B, N] -> [B, 1, N, 2*quarter]."""
+    @contextlib.contextmanager
+    def reusing_tables(self):
+        # keys use the position tensors' addresses: valid only while they are alive, i.e.
+        # within one forward pass, so the cache is dropped on exit
+        self._tables = {}
+        try:
+            yield
+        finally:
+            self._tables = None
+
+    def _table(self, pos: torch.Tensor, head_dim: int):
+        """(cos, signed sin) for pos [B, N, 2] -> each [B, 1, N, head_dim]."""
+        key = (pos.data_ptr(), tuple(pos.shape), pos.stride(), head_dim)
+        if self._tables is not None and key in self._tables:
+            return self._tables[key]
+        quarter = head_dim // 4
         exponent = torch.arange(0, 2 * quarter, 2, device=pos.device).float() / (2 * quarter)
         inv_freq = 1.0 / (self.base**exponent)
         # angles in float32 first, then cast: this is where the fp16 encoder rounds
-        angles = (pos.float()[..., None] * inv_freq).to(self.compute_dtype)
-        angles = torch.cat((angles, angles), dim=-1)[:, None]
-        return angles.cos(), angles.sin()
-
-    @staticmethod
-    def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-        a, b = x.chunk(2, dim=-1)
-        return torch.cat((-b, a), dim=-1)
+        angles = (pos.float()[..., None] * inv_freq).to(self.compute_dtype)  # [B, N, 2, quarter]
+        cos, sin = angles.cos(), angles.sin()
+        cos = torch.cat((cos, cos), dim=-1).flatten(-2)[:, None]
+        # rotate_half(x) * sin == swap_quarters(x) * (sin with its first quarter negated)
+        sin = torch.cat((-sin, sin), dim=-1).flatten(-2)[:, None]
+        if self._tables is not None:
+            self._tables[key] = (cos, sin)
+        return cos, sin
 
     def forward(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """tokens [B, heads, N, Dh], pos [B, N, 2] (row, col) -> rotated tokens, same dtype."""
+        """tokens [..., B, heads, N, Dh], pos [B, N, 2] (row, col) -> rotated tokens, same dtype."""
         out_dtype = tokens.dtype
+        cos, sin = self._table(pos, tokens.shape[-1])
         x = tokens.to(self.compute_dtype)
-        half = x.shape[-1] // 2
-        rows, cols = x.split(half, dim=-1)
-        cos_r, sin_r = self._cos_sin(pos[..., 0], half // 2)
-        cos_c, sin_c = self._cos_sin(pos[..., 1], half // 2)
-        rows = rows * cos_r + self._rotate_half(rows) * sin_r
-        cols = cols * cos_c + self._rotate_half(cols) * sin_c
-        return torch.cat((rows, cols), dim=-1).to(out_dtype)
+        quarters = x.unflatten(-1, (2, 2, -1))
+        swapped = torch.cat((quarters[..., 1:, :], quarters[..., :1, :]), dim=-2).flatten(-3)
+        return (x * cos + swapped * sin).to(out_dtype)
 
 
 class Mlp(nn.Module):
@@ -89,13 +105,14 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.rope = rope
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
         b, n, c = x.shape
         qkv = self.qkv(x).view(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
         if self.rope is not None:
-            q = self.rope(q, pos)
-            k = self.rope(k, pos)
+            q, k = self.rope(qkv[:2], pos).unbind(0)
+            v = qkv[2]
+        else:
+            q, k, v = qkv.unbind(0)
         out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         return self.proj(_merge_heads(out))
 

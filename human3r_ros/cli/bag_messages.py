@@ -1,0 +1,129 @@
+"""Engine results -> rosbags message objects, with the node's topics, frames and content.
+
+The numpy work (quaternions, boxes, cloud packing) is shared with the node through
+human3r_ros.ros.msg_arrays; this module only fills rosbags dataclasses, so bags written
+offline carry what the live node publishes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from human3r_ros.ros import msg_arrays as arrays
+
+TOPIC_HUMANS = "/human3r/humans"
+TOPIC_TF = "/tf"
+TOPIC_CLOUD = "/human3r/scene/points"
+TOPIC_PATH = "/human3r/camera_path"
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What goes into the output bag; defaults follow config/human3r.yaml."""
+
+    world_frame: str = "human3r_world"
+    camera_frame: str = "human3r_camera"
+    body_frame_prefix: str = "body_"
+    include_vertices: bool = False
+    cloud: bool = True
+    cloud_decimation: int = 2
+    cloud_confidence: float = 1.5
+    cloud_remove_humans: bool = True
+    path_max_length: int = 1000
+
+
+class BagMessages:
+    """Builds one frame's output messages; keeps the camera path between frames."""
+
+    def __init__(self, store, options: OutputOptions):
+        self.options = options
+        self._t = store.types
+        self._path = deque(maxlen=options.path_max_length or None)
+
+    def new_sequence(self) -> None:
+        """A new world frame starts (time went back): the old camera path no longer applies."""
+        self._path.clear()
+
+    # ------------------------------------------------------------------ small builders
+    def _msg(self, msgtype: str, /, **fields):
+        return self._t[msgtype](**fields)
+
+    def _header(self, stamp_ns: int, frame_id: str):
+        stamp = self._msg("builtin_interfaces/msg/Time", sec=stamp_ns // _NS, nanosec=stamp_ns % _NS)
+        return self._msg("std_msgs/msg/Header", stamp=stamp, frame_id=frame_id)
+
+    def _point(self, xyz, name: str = "geometry_msgs/msg/Point"):
+        x, y, z = np.asarray(xyz, dtype=np.float64).tolist()
+        return self._msg(name, x=x, y=y, z=z)
+
+    def _pose(self, matrix: np.ndarray):
+        x, y, z, w = arrays.rotation_to_quaternion(np.asarray(matrix)[:3, :3]).tolist()
+        return self._msg("geometry_msgs/msg/Pose", position=self._point(np.asarray(matrix)[:3, 3]),
+                         orientation=self._msg("geometry_msgs/msg/Quaternion", x=x, y=y, z=z, w=w))
+
+    def _transform(self, matrix: np.ndarray, header, child: str):
+        pose = self._pose(matrix)
+        p = pose.position
+        translation = self._msg("geometry_msgs/msg/Vector3", x=p.x, y=p.y, z=p.z)
+        return self._msg("geometry_msgs/msg/TransformStamped", header=header, child_frame_id=child,
+                         transform=self._msg("geometry_msgs/msg/Transform", translation=translation,
+                                             rotation=pose.orientation))
+
+    # ------------------------------------------------------------------ messages
+    def _human(self, person, roi):
+        f32 = lambda a, n: np.asarray(a, dtype=np.float32).reshape(n)  # noqa: E731
+        joints = getattr(person, "joints_world", None)
+        vertices = getattr(person, "vertices_world", None) if self.options.include_vertices else None
+        x, y, w, h = (int(v) for v in roi)
+        return self._msg(
+            "human3r_msgs/msg/Human",
+            id=int(person.track_id), score=float(person.score),
+            # The engine's global_orient is camera-relative; the message wants the world frame.
+            global_orient=arrays.rotation_to_axis_angle(np.asarray(person.T_world_head)[:3, :3]).astype(np.float32),
+            body_pose=f32(person.body_pose, 63), left_hand_pose=f32(person.left_hand_pose, 45),
+            right_hand_pose=f32(person.right_hand_pose, 45), jaw_pose=f32(person.jaw_pose, 3),
+            betas=f32(person.betas, 10), expression=f32(person.expression, 10),
+            pose=self._pose(arrays.body_frame_matrix(person)),
+            head_position=self._point(person.head_position_world),
+            joints=[] if joints is None else [self._point(j) for j in np.asarray(joints)],
+            vertices=np.zeros(0, np.float32) if vertices is None else f32(vertices, -1),
+            roi=self._msg("sensor_msgs/msg/RegionOfInterest", x_offset=x, y_offset=y, height=h, width=w,
+                          do_rectify=False),
+        )
+
+    def _cloud(self, result, header):
+        o = self.options
+        points = arrays.cloud_points(
+            result.pts3d_world, arrays.frame_colours(result), conf=result.conf, conf_threshold=o.cloud_confidence,
+            stride=o.cloud_decimation, human_mask=result.human_mask if o.cloud_remove_humans else None)
+        fields = [self._msg("sensor_msgs/msg/PointField", name=n, offset=off, datatype=t, count=c)
+                  for n, off, t, c in arrays.CLOUD_FIELDS]
+        step = arrays.CLOUD_POINT_DTYPE.itemsize
+        return self._msg("sensor_msgs/msg/PointCloud2", header=header, height=1, width=len(points), fields=fields,
+                         is_bigendian=sys.byteorder == "big", point_step=step,
+                         row_step=step * len(points), data=points.view(np.uint8).reshape(-1), is_dense=True)
+
+    def frame(self, result, stamp_ns: int, input_hw: tuple[int, int]) -> list[tuple[str, object]]:
+        """(topic, message) pairs for one FrameResult, all stamped `stamp_ns` (the input's stamp)."""
+        o = self.options
+        header = self._header(stamp_ns, o.world_frame)
+        people = [p for p in result.people if arrays.person_is_finite(p)]  # max_people: the engine's job
+        rois = arrays.boxes_to_input_rois(arrays.people_boxes_model_px(result, people), input_hw,
+                                          result.to_input_pixels)
+        humans = self._msg("human3r_msgs/msg/HumanArray", header=header, camera_pose=self._pose(result.c2w),
+                           humans=[self._human(p, roi) for p, roi in zip(people, rois)])
+        transforms = [self._transform(result.c2w, header, o.camera_frame)]
+        transforms += [self._transform(arrays.body_frame_matrix(p), header, f"{o.body_frame_prefix}{p.track_id}")
+                       for p in people]
+        self._path.append(self._msg("geometry_msgs/msg/PoseStamped", header=header, pose=self._pose(result.c2w)))
+        out = [(TOPIC_HUMANS, humans),
+               (TOPIC_TF, self._msg("tf2_msgs/msg/TFMessage", transforms=transforms)),
+               (TOPIC_PATH, self._msg("nav_msgs/msg/Path", header=header, poses=list(self._path)))]
+        if o.cloud:
+            out.append((TOPIC_CLOUD, self._cloud(result, header)))
+        return out

@@ -1,0 +1,373 @@
+"""``human3r-process``: run Human3R offline over a video, an image folder, an ``.npz`` array or a
+ROS 2 bag, and write the results as an ``.npz`` (fixture key names) or as a bag with the topics
+the live node publishes (stamped with the input's stamps, logged at the input's log times).
+
+Outputs appear only when complete: they are written next to the final path and renamed at
+the end; a failed run leaves nothing. Ctrl-C stops early and keeps what was done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+from human3r_ros import __version__
+from human3r_ros.cli import CliError
+from human3r_ros.cli.sources import Frame, Window, is_bag, open_file_source
+
+PROG = "human3r-process"
+log = logging.getLogger(PROG)
+_NS = 1_000_000_000
+
+
+# --------------------------------------------------------------------------- command line
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run Human3R (4D humans + camera + scene) offline on a video, an image folder, an .npz "
+                    "array or a ROS 2 bag.",
+        epilog="Examples:\n"
+               f"  {PROG} --checkpoint human3r_672S.pth --body-model models --input clip.mp4 --output clip.npz\n"
+               f"  {PROG} --checkpoint human3r_672S.pth --input run.mcap --image-topic /camera/image_raw "
+               "--output run_human3r.mcap",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    io = p.add_argument_group("input / output")
+    io.add_argument("--input", required=True, type=Path, metavar="PATH",
+                    help="video file, folder of png/jpg/jpeg/bmp images (natural name order), .npz with "
+                         "'frames_uint8' (N x H x W x 3 RGB), or ROS 2 bag (.mcap file, or bag folder)")
+    io.add_argument("--output", required=True, type=Path, metavar="PATH",
+                    help="results: out.npz; for bag inputs also out.mcap or a sqlite3 bag folder")
+    io.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    io.add_argument("--image-topic", metavar="TOPIC", help="bag inputs: Image or CompressedImage topic (default: the only one)")
+    io.add_argument("--start", type=float, default=0.0, metavar="SEC",
+                    help="skip the first SEC seconds (bags: from the first message; others: frame index / fps)")
+    io.add_argument("--duration", type=float, metavar="SEC", help="process at most SEC seconds (default: to the end)")
+    io.add_argument("--fps", type=float,
+                    help="frame rate giving frame times of non-bag inputs (default: the video's, else 30)")
+    io.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    model = p.add_argument_group("model")
+    model.add_argument("--checkpoint", required=True, type=Path, metavar="PATH", help="Human3R checkpoint (.pth or .safetensors)")
+    model.add_argument("--body-model", type=Path, metavar="DIR",
+                       help="folder with smplx/SMPLX_NEUTRAL.npz (without it: no meshes or joints)")
+    model.add_argument("--size", type=int, default=512, metavar="PX", help="long side of the model input in pixels (default 512)")
+    model.add_argument("--ttt3r", action=argparse.BooleanOptionalAction, default=True,
+                       help="TTT3R confidence-gated state update (default on)")
+    model.add_argument("--reset-interval", type=int, default=100, metavar="N",
+                       help="reset the recurrent state every N frames, world frame kept (default 100; 0 = never)")
+    model.add_argument("--device", default="cpu", metavar="DEV", help="torch device: cpu, cuda, cuda:N (default cpu)")
+    model.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                       help="network precision (default fp32; fp16/bf16 pay off on GPUs)")
+    model.add_argument("--detection-threshold", type=float, default=0.3, metavar="P", help="min person score (default 0.3)")
+    model.add_argument("--max-people", type=int, default=0, metavar="N", help="keep the N best-scoring people (0 = all)")
+
+    bag = p.add_argument_group("bag output")
+    bag.add_argument("--world-frame", default="human3r_world", metavar="FRAME",
+                     help="TF frame of the reconstruction (default human3r_world)")
+    bag.add_argument("--camera-frame", default="human3r_camera", metavar="FRAME",
+                     help="TF frame of the estimated camera (default human3r_camera)")
+    bag.add_argument("--body-frame-prefix", default="body_", metavar="PREFIX", help="people's TF frames: PREFIX<id> (default body_)")
+    bag.add_argument("--cloud-decimation", type=int, default=2, metavar="N",
+                     help="scene cloud: every N-th pixel in both directions (default 2)")
+    bag.add_argument("--cloud-confidence", type=float, default=1.5, metavar="C",
+                     help="scene cloud: minimum pointmap confidence (default 1.5)")
+    bag.add_argument("--cloud-humans", action="store_true", help="keep human pixels in the scene cloud")
+    bag.add_argument("--no-cloud", action="store_true", help="no /human3r/scene/points")
+    bag.add_argument("--vertices", action="store_true", help="fill Human.vertices (10475 x 3 floats per person)")
+    bag.add_argument("--path-length", type=int, default=1000, metavar="N",
+                     help="camera poses kept in /human3r/camera_path (default 1000; 0 = all)")
+    bag.add_argument("--copy-input", action="store_true", help="copy the processed image messages to the output")
+    return p
+
+
+def _check_arguments(args) -> None:
+    if args.start < 0 or (args.duration is not None and args.duration <= 0):
+        raise CliError("--start must be >= 0 and --duration > 0")
+    if args.fps is not None and args.fps <= 0:
+        raise CliError("--fps must be > 0")
+    if args.reset_interval < 0:
+        raise CliError("--reset-interval must be >= 0 (0 = never)")
+    if args.cloud_decimation < 1 or args.path_length < 0 or args.max_people < 0:
+        raise CliError("--cloud-decimation must be >= 1, --path-length and --max-people >= 0")
+    if args.world_frame == args.camera_frame:
+        raise CliError("--world-frame and --camera-frame must differ")
+
+
+def _check_model_files(args) -> None:
+    from human3r_ros.engine.body_model import smplx_model_file
+
+    if not args.checkpoint.is_file():
+        raise CliError(f"checkpoint not found: {args.checkpoint}")
+    if args.body_model is not None and not smplx_model_file(args.body_model).is_file():
+        raise CliError(f"SMPL-X model not found: expected {smplx_model_file(args.body_model)} "
+                       "(--body-model is the folder containing smplx/SMPLX_NEUTRAL.npz)")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CliError(f"--device {args.device}: no CUDA device available to this torch build")
+
+
+def _check_output(output: Path, source: Path, bag_input: bool, overwrite: bool) -> None:
+    suffix = output.suffix.lower()
+    if not bag_input and suffix != ".npz":
+        raise CliError(f"--output {output}: video, image-folder and .npz inputs give an .npz output")
+    if suffix == ".db3":
+        raise CliError(f"--output {output}: sqlite3 bags are folders; name the folder (or use .mcap)")
+    if not output.parent.is_dir():
+        raise CliError(f"--output {output}: folder {output.parent} does not exist")
+    if output.resolve() == source.resolve():
+        raise CliError("--output must differ from --input")
+    if output.exists() or output.is_symlink():
+        if not overwrite:
+            raise CliError(f"--output {output} exists; add --overwrite to replace it")
+        if output.is_dir() and not (output / "metadata.yaml").is_file():
+            raise CliError(f"--output {output} is a folder but not a bag; not replacing it")
+        if output.is_dir() and suffix in (".npz", ".mcap"):
+            raise CliError(f"--output {output} is a folder; not replacing it with a file")
+
+
+# --------------------------------------------------------------------------- outputs
+
+class NpzSink:
+    """Collects results; writes the .npz (``to_npz_dict`` keys + ``meta_json``) on commit."""
+
+    def __init__(self, output: Path):
+        self.output = output
+        self.results = []
+
+    def add(self, frame: Frame, result) -> None:
+        self.results.append(result)
+
+    def new_sequence(self) -> None:
+        pass  # frame_index restarting at 0 and frame_stamp show it
+
+    def commit(self, meta: dict) -> None:
+        from human3r_ros.engine.npz_schema import to_npz_dict
+
+        arrays = to_npz_dict(self.results)
+        arrays["meta_json"] = np.array(json.dumps(meta))
+        # a unique sibling name, created with the user's umask (mkstemp would make it 0600)
+        tmp = self.output.parent / f".{self.output.name}.partial-{uuid.uuid4().hex[:12]}"
+        try:
+            with open(tmp, "xb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, self.output)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    def abort(self) -> None:
+        pass  # nothing on disk before commit
+
+    @property
+    def count(self) -> int:
+        return len(self.results)
+
+
+class BagSink:
+    """Streams each frame's messages into a bag (see bag_messages for topics)."""
+
+    def __init__(self, output: Path, options, copy_from=None):
+        from human3r_ros.cli.bag_messages import BagMessages
+        from human3r_ros.cli.bags import BagWriter, typestore
+
+        self.writer = BagWriter(output)
+        self.messages = BagMessages(typestore(), options)
+        self.copy_from = copy_from  # input connection whose messages are copied, or None
+        self.count = 0
+
+    def add(self, frame: Frame, result) -> None:
+        for topic, msg in self.messages.frame(result, frame.stamp_ns, frame.rgb.shape[:2]):
+            self.writer.write(topic, msg, frame.log_ns)
+        if self.copy_from is not None:
+            self.writer.write_raw(self.copy_from.topic, self.copy_from.msgtype, frame.raw, frame.log_ns)
+        self.count += 1
+
+    def new_sequence(self) -> None:
+        self.messages.new_sequence()
+
+    def commit(self, meta: dict) -> None:
+        self.writer.set_custom_data("human3r", json.dumps(meta))
+        self.writer.commit()
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+def _make_sink(args, source):
+    if args.output.suffix.lower() == ".npz":
+        return NpzSink(args.output)
+    from human3r_ros.cli.bag_messages import OutputOptions
+
+    options = OutputOptions(
+        world_frame=args.world_frame, camera_frame=args.camera_frame, body_frame_prefix=args.body_frame_prefix,
+        include_vertices=args.vertices, cloud=not args.no_cloud, cloud_decimation=args.cloud_decimation,
+        cloud_confidence=args.cloud_confidence, cloud_remove_humans=not args.cloud_humans,
+        path_max_length=args.path_length)
+    return BagSink(args.output, options, source.connections[0] if args.copy_input else None)
+
+
+# --------------------------------------------------------------------------- processing
+
+def _load_engine(args):
+    from human3r_ros.engine import Human3REngine
+
+    try:
+        return Human3REngine.from_checkpoint(
+            args.checkpoint, body_model_dir=args.body_model, device=args.device, precision=args.precision,
+            ttt3r=args.ttt3r, reset_interval=args.reset_interval, size=args.size,
+            det_threshold=args.detection_threshold, max_people=args.max_people)
+    except (ValueError, RuntimeError, OSError) as exc:  # CheckpointError, BodyModelError, device errors
+        raise CliError(f"cannot load the model: {exc}") from None
+
+
+class StreamDriver:
+    """Feeds frames to the engine and results to the sink, as the node does with live images:
+    time going back (a looped recording) starts a new sequence, a repeated stamp is skipped, a
+    non-finite camera pose resets the state. Zero stamps (no clock) skip these checks."""
+
+    def __init__(self, engine, sink):
+        self.engine = engine
+        self.sink = sink
+        self._last_ns: Optional[int] = None
+
+    def feed(self, frame: Frame) -> None:
+        stamp_ns = frame.stamp_ns
+        if stamp_ns and self._last_ns is not None and stamp_ns <= self._last_ns:
+            if stamp_ns == self._last_ns:
+                log.warning("%s: skipped, same stamp as the previous image", frame.where)
+                return
+            log.warning("time jumped back (%.3f s -> %.3f s) at %s: resetting, new world frame",
+                        self._last_ns / _NS, stamp_ns / _NS, frame.where)
+            self.engine.reset()
+            self.sink.new_sequence()
+        try:
+            result = self.engine.step(frame.rgb, stamp=stamp_ns / _NS)
+        except (ValueError, TypeError) as exc:  # validate_image: dtype, layout, size
+            raise CliError(f"{frame.where}: {exc}") from None
+        if not np.isfinite(result.c2w).all():
+            log.warning("%s: non-finite camera pose, frame dropped and state reset", frame.where)
+            self.engine.reset()
+            return
+        if stamp_ns:
+            self._last_ns = stamp_ns
+        self.sink.add(frame, result)
+
+
+def run_stream(engine, frames: Iterable[Frame], sink, progress=None) -> None:
+    driver = StreamDriver(engine, sink)
+    for frame in frames:
+        driver.feed(frame)
+        if progress is not None:
+            progress.update(1)  # after the sink: a frame counted is a frame written
+
+
+def _open_source(args, bag_input: bool, window: Window):
+    if bag_input:
+        from human3r_ros.cli.bags import BagSource
+
+        return BagSource(args.input, window, args.image_topic)
+    return open_file_source(args.input, window, args.fps)
+
+
+def _first_frame(frames, source, args) -> Frame:
+    """The first frame, checked before the model loads so bad inputs fail in a second."""
+    from human3r_ros.engine.preprocess import validate_image
+
+    first = next(frames, None)
+    if first is None:
+        raise CliError(f"{args.input}: no frames {source.window.describe()}")
+    try:
+        validate_image(first.rgb, args.size)
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"{first.where}: {exc}") from None
+    return first
+
+
+def _meta(args, source, count: int, interrupted: bool) -> dict:
+    return {
+        "tool": PROG, "version": __version__, "input": str(args.input), "checkpoint": str(args.checkpoint),
+        "body_model": None if args.body_model is None else str(args.body_model), "size": args.size,
+        "ttt3r": args.ttt3r, "reset_interval": args.reset_interval, "precision": args.precision,
+        "detection_threshold": args.detection_threshold, "max_people": args.max_people,
+        "start": args.start, "duration": args.duration, "fps": getattr(source, "fps", None),
+        "image_topic": getattr(source, "topic", None), "frames": count, "interrupted": interrupted,
+    }
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    _check_arguments(args)
+    if not args.input.exists():
+        raise CliError(f"--input {args.input} does not exist")
+    bag_input = is_bag(args.input)
+    _check_output(args.output, args.input, bag_input, args.overwrite)
+    _check_model_files(args)
+    with _open_source(args, bag_input, Window(args.start, args.duration)) as source:
+        frames = iter(source)
+        first = _first_frame(frames, source, args)
+        engine = _load_engine(args)
+        sink = _make_sink(args, source)
+        interrupted = False
+        try:
+            with logging_redirect_tqdm(), tqdm(total=source.total, unit="frame", file=sys.stderr,
+                                               disable=args.no_progress, mininterval=0.5) as bar:
+                try:
+                    run_stream(engine, itertools.chain([first], frames), sink, bar)
+                except KeyboardInterrupt:
+                    interrupted = True
+                bar.total = bar.n  # the frame count of videos and bag windows is an estimate
+            sink.commit(_meta(args, source, sink.count, interrupted))
+        except BaseException:
+            sink.abort()
+            raise
+    if interrupted:
+        log.warning("interrupted: wrote the %d frames done to %s", sink.count, args.output)
+        return 130
+    log.info("wrote %d frames to %s", sink.count, args.output)
+    return 0
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        return f"{PROG}: {level}{record.getMessage()}"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        return run(args)
+    except CliError as exc:
+        log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:  # before any frame was done (afterwards run() keeps the output)
+        log.warning("interrupted")
+        return 130
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""The ROS-free (numpy) half of the message conversions.
+
+Everything here works on plain arrays and on duck-typed message objects (anything with the
+fields of sensor_msgs/Image or CompressedImage), so the same code serves rclpy messages in the
+node and rosbags messages in the offline tools, and runs without a ROS installation.
+
+Frames: the engine's world frame is the first camera's optical frame (x right, y down,
+z forward), metres.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+# --------------------------------------------------------------------------- images
+
+
+class ImageConversionError(ValueError):
+    """A camera message that cannot become an RGB image (truncated, empty, undecodable)."""
+
+
+class UnsupportedEncodingError(ImageConversionError):
+    """The message's encoding is not an 8-bit colour or grayscale camera image."""
+
+
+# encoding -> (channels, channel indices giving R, G, B); 8 bits per channel only, as for files
+_RAW_ENCODINGS = {
+    "rgb8": (3, (0, 1, 2)),
+    "bgr8": (3, (2, 1, 0)),
+    "rgba8": (4, (0, 1, 2)),
+    "bgra8": (4, (2, 1, 0)),
+    "mono8": (1, (0, 0, 0)),
+}
+SUPPORTED_ENCODINGS = tuple(_RAW_ENCODINGS)
+
+
+def raw_image_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs/Image-like (encoding, height, width, step, data) -> H x W x 3 uint8 RGB.
+
+    Honours `step` (row padding). Other encodings (16-bit, depth, float, YUV, Bayer) raise
+    UnsupportedEncodingError naming the accepted ones; malformed messages ImageConversionError."""
+    layout = _RAW_ENCODINGS.get(msg.encoding)
+    if layout is None:
+        raise UnsupportedEncodingError(
+            f"image encoding '{msg.encoding}' is not supported; accepted: {', '.join(SUPPORTED_ENCODINGS)} "
+            "(16-bit, depth, floating-point, YUV and Bayer images must be converted to 8-bit colour first)"
+        )
+    channels, rgb_index = layout
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height == 0 or width == 0:
+        raise ImageConversionError(f"empty image ({height}x{width})")
+    row_bytes = width * channels
+    if step < row_bytes:
+        raise ImageConversionError(f"step {step} is smaller than one row of {width} {msg.encoding} pixels ({row_bytes} bytes)")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    needed = (height - 1) * step + row_bytes  # the last row may come without its padding
+    if data.size < needed:
+        raise ImageConversionError(f"image data has {data.size} bytes, {height} rows of step {step} need {needed}")
+    # A strided view skips the row padding without copying.
+    pixels = np.ndarray((height, width, channels), dtype=np.uint8, buffer=data, strides=(step, channels, 1))
+    return np.ascontiguousarray(pixels[..., list(rgb_index)])
+
+
+def compressed_image_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs/CompressedImage-like (format, data; JPEG, PNG, ...) -> H x W x 3 uint8 RGB."""
+    import cv2  # only compressed streams need OpenCV
+
+    if "compresseddepth" in msg.format.lower():
+        raise UnsupportedEncodingError(
+            f"compressed image format '{msg.format}' is a depth image; use a JPEG/PNG colour stream "
+            "(image_transport 'compressed')"
+        )
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size == 0:
+        raise ImageConversionError("empty compressed image")
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)  # grayscale comes back as 3-channel BGR
+    if bgr is None:
+        raise ImageConversionError(f"could not decode compressed image (format '{msg.format}')")
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+# --------------------------------------------------------------------------- rotations
+
+
+def rotation_to_quaternion(rotation: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) -> unit quaternions (..., 4) as (x, y, z, w), w >= 0.
+
+    Built from whichever of x, y, z, w is largest (well conditioned at every angle)."""
+    m = np.asarray(rotation, dtype=np.float64)
+    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
+    trace = m00 + m11 + m22
+    # Row k is 4 * q_k * (x, y, z, w) for the k-th component.
+    candidates = np.stack([
+        np.stack([1 + m00 - m11 - m22, m01 + m10, m02 + m20, m21 - m12], -1),
+        np.stack([m01 + m10, 1 - m00 + m11 - m22, m12 + m21, m02 - m20], -1),
+        np.stack([m02 + m20, m12 + m21, 1 - m00 - m11 + m22, m10 - m01], -1),
+        np.stack([m21 - m12, m02 - m20, m10 - m01, 1 + trace], -1),
+    ], -2)
+    choice = np.argmax(np.stack([m00, m11, m22, trace], -1), axis=-1)
+    quat = np.take_along_axis(candidates, choice[..., None, None], axis=-2)[..., 0, :]
+    quat /= np.linalg.norm(quat, axis=-1, keepdims=True)
+    return np.where(quat[..., 3:] < 0, -quat, quat)
+
+
+def rotation_to_axis_angle(rotation: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) -> axis-angle vectors (..., 3), angle in [0, pi]."""
+    quat = rotation_to_quaternion(rotation)
+    sin_half = np.linalg.norm(quat[..., :3], axis=-1, keepdims=True)
+    angle = 2.0 * np.arctan2(sin_half, quat[..., 3:])
+    # angle / sin(angle / 2) -> 2 at the identity; avoids 0/0.
+    scale = np.where(sin_half > 1e-12, angle / np.maximum(sin_half, 1e-12), 2.0)
+    return quat[..., :3] * scale
+
+
+# --------------------------------------------------------------------------- people
+
+
+def person_is_finite(person) -> bool:
+    return bool(np.isfinite(person.T_world_head).all() and np.isfinite(person.head_position_world).all())
+
+
+def body_frame_matrix(person) -> np.ndarray:
+    """4x4 pose of the frame body_<id> in the world frame: SMPL-X body orientation, origin at the
+    pelvis with a body model, else at the head joint (the only position predicted without it)."""
+    matrix = np.array(person.T_world_head, dtype=np.float64)
+    if getattr(person, "pelvis_position_world", None) is not None:
+        matrix[:3, 3] = person.pelvis_position_world
+    return matrix
+
+
+def people_boxes_model_px(result, people: Sequence, mask_threshold: float = 0.5) -> np.ndarray:
+    """(n, 4) boxes (x0, y0, x1, y1) in model-input pixel edges (pixel i spans [i - .5, i + .5]).
+
+    With a body model: the box of the projected SMPL-X joints. Without one: the human-mask
+    pixels closer to this person's head detection than to any other's."""
+    n = len(people)
+    h, w = np.asarray(result.human_mask).shape[:2]
+    boxes = np.zeros((n, 4))
+    if n == 0:
+        return boxes
+    if all(getattr(p, "joints_cam", None) is not None for p in people):
+        joints = np.stack([p.joints_cam for p in people]).astype(np.float64)  # (n, J, 3)
+        z = np.maximum(joints[..., 2:], 1e-6)  # points behind the camera land far outside: clipped
+        k = np.asarray(result.intrinsics, dtype=np.float64)
+        uv = joints[..., :2] / z * np.diag(k)[:2] + k[:2, 2]
+        boxes[:, :2], boxes[:, 2:] = uv.min(axis=1), uv.max(axis=1)
+    else:
+        heads = np.stack([np.asarray(p.image_location, dtype=np.float64) for p in people])  # (n, 2)
+        ys, xs = np.nonzero(np.asarray(result.human_mask) >= mask_threshold)
+        pixels = np.stack([xs, ys], -1).astype(np.float64)
+        owner = np.argmin(((pixels[:, None] - heads[None]) ** 2).sum(-1), axis=1)
+        boxes[:, :2], boxes[:, 2:] = heads, heads  # people without mask pixels: their head point
+        np.minimum.at(boxes[:, :2], owner, pixels)
+        np.maximum.at(boxes[:, 2:], owner, pixels)
+    boxes[:, :2] -= 0.5
+    boxes[:, 2:] += 0.5
+    return np.clip(boxes, -0.5, [w - 0.5, h - 0.5, w - 0.5, h - 0.5])
+
+
+def boxes_to_input_rois(boxes: np.ndarray, input_hw: tuple[int, int],
+                        to_input_pixels: Optional[Callable[[np.ndarray], np.ndarray]]) -> np.ndarray:
+    """Model-input pixel-edge boxes -> (n, 4) int (x_offset, y_offset, width, height) of
+    sensor_msgs/RegionOfInterest in input-image pixels, clipped to the image."""
+    corners = np.asarray(boxes, dtype=np.float64).reshape(-1, 2, 2)
+    if to_input_pixels is not None:
+        corners = np.asarray(to_input_pixels(corners), dtype=np.float64)
+    h, w = input_hw
+    # Edges in pixel-centre coordinates: pixel i spans [i - 0.5, i + 0.5].
+    x0 = np.clip(np.floor(corners[:, 0, 0] + 0.5), 0, w)
+    y0 = np.clip(np.floor(corners[:, 0, 1] + 0.5), 0, h)
+    x1 = np.clip(np.ceil(corners[:, 1, 0] + 0.5), 0, w)
+    y1 = np.clip(np.ceil(corners[:, 1, 1] + 0.5), 0, h)
+    return np.stack([x0, y0, np.maximum(x1 - x0, 0), np.maximum(y1 - y0, 0)], -1).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- point cloud
+
+FLOAT32 = 7  # sensor_msgs/PointField.FLOAT32
+# (name, byte offset, datatype, count) of the x, y, z, rgb cloud; rgb is RViz's packed
+# 0x00RRGGBB stored in the bytes of a float32 field.
+CLOUD_FIELDS = (("x", 0, FLOAT32, 1), ("y", 4, FLOAT32, 1), ("z", 8, FLOAT32, 1), ("rgb", 12, FLOAT32, 1))
+CLOUD_POINT_DTYPE = np.dtype([("x", "=f4"), ("y", "=f4"), ("z", "=f4"), ("rgb", "=u4")])
+
+
+def frame_colours(result) -> np.ndarray:
+    """H x W x 3 uint8 colours of the pointmap pixels: the engine's model-input image, else its
+    rgb head output in [-1, 1], else mid-grey."""
+    image = getattr(result, "image", None)
+    if image is not None:
+        return np.asarray(image, dtype=np.uint8)
+    rgb = getattr(result, "rgb", None)
+    if rgb is not None:
+        return ((np.clip(np.asarray(rgb, dtype=np.float32), -1.0, 1.0) * 0.5 + 0.5) * 255.0 + 0.5).astype(np.uint8)
+    return np.full(np.asarray(result.pts3d_world).shape[:2] + (3,), 128, dtype=np.uint8)
+
+
+def cloud_points(points: np.ndarray, colours: np.ndarray, *, conf: Optional[np.ndarray] = None,
+                 conf_threshold: float = 1.0, stride: int = 1, human_mask: Optional[np.ndarray] = None,
+                 mask_threshold: float = 0.5) -> np.ndarray:
+    """H x W x 3 pointmap + colours -> structured CLOUD_POINT_DTYPE array (unorganised cloud).
+
+    Keeps every `stride`-th pixel in both directions with confidence >= conf_threshold, finite
+    coordinates and (when `human_mask` is given) human probability < mask_threshold."""
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    pts = np.asarray(points)[::stride, ::stride].reshape(-1, 3)
+    keep = np.isfinite(pts).all(axis=1)
+    if conf is not None:
+        keep &= np.asarray(conf)[::stride, ::stride].reshape(-1) >= conf_threshold
+    if human_mask is not None:
+        keep &= np.asarray(human_mask)[::stride, ::stride].reshape(-1) < mask_threshold
+    col = np.asarray(colours, dtype=np.uint8)[::stride, ::stride].reshape(-1, 3)[keep].astype(np.uint32)
+    kept = pts[keep]
+    cloud = np.empty(len(kept), dtype=CLOUD_POINT_DTYPE)
+    cloud["x"], cloud["y"], cloud["z"] = kept[:, 0], kept[:, 1], kept[:, 2]
+    cloud["rgb"] = (col[:, 0] << 16) | (col[:, 1] << 8) | col[:, 2]
+    return cloud

@@ -1,0 +1,1 @@
+"""Developer tools: the `make demo` runner, demo weights and the bundled sample frames."""

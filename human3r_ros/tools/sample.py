@@ -1,0 +1,24 @@
+"""The bundled demo sample: synthetic frames drawn by scripts/make_demo_sample.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "demo" / "sample"
+
+
+def sample_paths(folder: Path = SAMPLE_DIR) -> list[Path]:
+    paths = sorted(Path(folder).glob("frame_*.png"))
+    if not paths:
+        raise FileNotFoundError(
+            f"no demo frames (frame_*.png) in {folder}: regenerate them with scripts/make_demo_sample.py"
+        )
+    return paths
+
+
+def sample_frames(folder: Path = SAMPLE_DIR) -> list[np.ndarray]:
+    """The sample frames as H x W x 3 uint8 RGB arrays, in order."""
+    return [np.asarray(PIL.Image.open(p).convert("RGB")) for p in sample_paths(folder)]

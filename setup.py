@@ -22,7 +22,6 @@ setup(
     maintainer_email="maintainers@human3r-ros.org",
     description="Online 4D human and camera reconstruction (Human3R) for ROS 2.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "human3r_node = human3r_ros.ros.node:main",

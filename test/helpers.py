@@ -14,5 +14,23 @@ def assert_close_ref(actual, expected, name: str, rtol: float = 1e-4, atol_scale
     limit = rtol * np.abs(expected.astype(np.float64)) + atol_scale * scale
     worst = float(np.max(diff / np.maximum(limit, 1e-300))) if diff.size else 0.0
     rel = float(diff.max() / scale) if diff.size and scale > 0 else float(diff.max() if diff.size else 0.0)
-    assert np.all(diff <= limit), f"{name}: max |diff|/max|x| = {rel:.3e} (worst diff/limit {worst:.2f})"
+    assert np.all(diff <= limit), (
+        f"{name}: max |diff| = {float(diff.max()):.3e}, max |diff|/max|x| = {rel:.3e} "
+        f"(worst diff/limit {worst:.2f}, rtol={rtol}, atol={atol_scale * scale:.3e})"
+    )
     return rel
+
+
+def spin_until(executor, predicate, timeout: float, what: str, step: float = 0.05):
+    """Spin `executor` in short slices until `predicate()` is truthy; fail after `timeout` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        executor.spin_once(timeout_sec=step)
+    value = predicate()
+    assert value, f"timed out after {timeout} s waiting for {what}"
+    return value

@@ -137,6 +137,8 @@ def test_parse_refuses_non_literals(tmp_path, monkeypatch, value, expected_messa
         ("ARCroco3DStereo(ARCroco3DStereoConfig(backbone='dinov2_vitg14'))", "unsupported backbone 'dinov2_vitg14'"),
         ("ARCroco3DStereo(ARCroco3DStereoConfig(state_size=", "not a valid expression"),
         ("ARCroco3DStereo(ARCroco3DStereoConfig(freeze=print('x')))", "freeze= must be a literal"),
+        ("ARCroco3DStereo(ARCroco3DStereoConfig(state_size=" + "-" * 9000 + "1))", "nested too deeply"),
+        ("x" * 10_001, "characters long"),
     ],
 )
 def test_parse_refuses_unknown_structure(tmp_path, monkeypatch, text, expected_message):
@@ -169,6 +171,10 @@ def test_sizes_adopted_only_when_declared(reference_dir, tiny_string):
     assert (resized.backbone_embed_dim, resized.backbone_depth, resized.backbone_num_heads) == (1024, 24, 16)
     with pytest.raises(ValueError, match="embed_dim=384 contradicts the tensor shapes \\(1024\\)"):
         with_sizes_from_state_dict(cfg, shapes, {"dinov2_backbone": {"embed_dim": 384}})
+    with pytest.raises(ValueError, match="malformed size overrides"):
+        with_sizes_from_state_dict(cfg, shapes, {"dinov2_backbone": {"embed_dim": [1]}})
+    with pytest.raises(ValueError, match="malformed size overrides"):
+        with_sizes_from_state_dict(cfg, shapes, {"dpt_heads": 5})
     with pytest.raises(ValueError, match="not a multiple of 64; declare num_heads"):
         with_sizes_from_state_dict(cfg, {"backbone.encoder.cls_token": (1, 1, 32)}, {})
 
@@ -184,6 +190,7 @@ def test_tiny_pth_and_safetensors_hold_the_same_model(reference_dir, tiny, tiny_
     cfg = tiny.config
     assert (cfg.backbone_embed_dim, cfg.backbone_depth, cfg.backbone_num_heads) == (32, 2, 2)
     assert (cfg.dpt_feature_dim, cfg.dpt_last_dim, cfg.dpt_layer_dims) == (16, 8, (8, 16, 16, 32))
+    assert (cfg.backbone_patch_size, cfg.backbone_img_size) == (14, 518)
     assert tiny.metadata == {"epoch": 0, "best_so_far": 0.0}
     assert tiny.overrides["dinov2_backbone"]["num_heads"] == 2 and st.overrides["dpt_heads"]["last_dim"] == 8
     assert set(tiny.state_dict) == set(st.state_dict) and len(tiny.state_dict) == 663
@@ -271,9 +278,10 @@ def test_malicious_pickle_is_refused_and_nothing_runs(tmp_path, func, writer):
         path.write_bytes(pickle.dumps(payload, protocol=2))
     else:
         torch.save(payload, path)
-    with pytest.raises(CheckpointError, match="evil.pth: refused to unpickle.*(blocked|Unsupported global)"):
+    with pytest.raises(CheckpointError, match="evil.pth: refused to unpickle.*(blocked|Unsupported global)") as info:
         read_checkpoint(path)
     assert not marker.exists()
+    assert "weights_only" not in str(info.value)  # torch's advice to switch the protection off is dropped
 
 
 def test_missing_file(tmp_path):
@@ -298,13 +306,14 @@ def test_text_file(tmp_path):
         read_checkpoint(tmp_path / "notes.pth")
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note about the garbage "protocol" byte
 def test_random_bytes(tmp_path):
     data = torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     (tmp_path / "noise.pth").write_bytes(bytes(data.tolist()))
     with pytest.raises(CheckpointError, match="noise.pth: not a checkpoint"):
         read_checkpoint(tmp_path / "noise.pth")
     (tmp_path / "noise2.pth").write_bytes(b"\x80" + bytes(data.tolist()))  # looks like a pickle at first
-    with pytest.raises(CheckpointError, match="noise2.pth: refused to unpickle"):
+    with pytest.raises(CheckpointError, match="noise2.pth: (refused to unpickle|cannot read as a PyTorch checkpoint)"):
         read_checkpoint(tmp_path / "noise2.pth")
 
 
@@ -395,3 +404,33 @@ def test_single_unexpected_and_mismatched_key(tiny):
     assert "unexpected keys (first 1 of 1): extra.weight" in message
     assert "register_tokens.weight: file (60, 48) vs model (50, 48)" in message
     assert "state tokens 60 in the file vs 50 expected" in message
+
+
+# --------------------------------------------------------------------------- through the lead's loader
+
+
+def test_load_checkpoint_refuses_tiny_weights_under_672S_string(tmp_path, tiny):
+    from human3r_ros.model import load_checkpoint
+
+    path = tmp_path / "labelled_672S.pth"
+    torch.save({"args": {"model": VARIANTS["human3r_672S"]}, "model": tiny.state_dict}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path, device="meta")
+    message = str(info.value)
+    assert message.startswith(f"{path}: the weights do not fit {DESCRIPTION_672S}: 800 missing")
+    assert "missing keys (first 5 of 800): enc_blocks.2.norm1.weight" in message
+
+
+def test_load_checkpoint_refuses_cut3r_only_weights(tmp_path, tiny):
+    from human3r_ros.model import load_checkpoint
+
+    cut3r = {k: v for k, v in tiny.state_dict.items()
+             if not k.startswith(("backbone.", "downstream_head.mlp_", "downstream_head.dec", "mhmr_"))}
+    path = tmp_path / "cut3r_only.pth"
+    torch.save({"args": {"model": tiny.construction, "tiny_overrides": tiny.overrides}, "model": cut3r}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path, device="meta")
+    message = str(info.value)
+    assert message.startswith(f"{path}: the weights do not fit Human3R (enc 48x2, dec 24x4, dinov2_vits14 resized to 32x2")
+    assert "0 unexpected, 0 with another shape" in message
+    assert "looks like a CUT3R checkpoint without Human3R's human branch" in message

@@ -22,6 +22,11 @@ TOPIC_PATH = "/human3r/camera_path"
 _NS = 1_000_000_000
 
 
+def _f32(values, length: int) -> np.ndarray:
+    """A float32[] message field (rosbags takes numpy arrays for primitive arrays)."""
+    return np.asarray(values, dtype=np.float32).reshape(length)
+
+
 @dataclass(frozen=True)
 class OutputOptions:
     """What goes into the output bag; defaults follow config/human3r.yaml."""
@@ -57,9 +62,9 @@ class BagMessages:
         stamp = self._msg("builtin_interfaces/msg/Time", sec=stamp_ns // _NS, nanosec=stamp_ns % _NS)
         return self._msg("std_msgs/msg/Header", stamp=stamp, frame_id=frame_id)
 
-    def _point(self, xyz, name: str = "geometry_msgs/msg/Point"):
+    def _point(self, xyz):
         x, y, z = np.asarray(xyz, dtype=np.float64).tolist()
-        return self._msg(name, x=x, y=y, z=z)
+        return self._msg("geometry_msgs/msg/Point", x=x, y=y, z=z)
 
     def _pose(self, matrix: np.ndarray):
         x, y, z, w = arrays.rotation_to_quaternion(np.asarray(matrix)[:3, :3]).tolist()
@@ -76,7 +81,6 @@ class BagMessages:
 
     # ------------------------------------------------------------------ messages
     def _human(self, person, roi):
-        f32 = lambda a, n: np.asarray(a, dtype=np.float32).reshape(n)  # noqa: E731
         joints = getattr(person, "joints_world", None)
         vertices = getattr(person, "vertices_world", None) if self.options.include_vertices else None
         x, y, w, h = (int(v) for v in roi)
@@ -85,13 +89,13 @@ class BagMessages:
             id=int(person.track_id), score=float(person.score),
             # The engine's global_orient is camera-relative; the message wants the world frame.
             global_orient=arrays.rotation_to_axis_angle(np.asarray(person.T_world_head)[:3, :3]).astype(np.float32),
-            body_pose=f32(person.body_pose, 63), left_hand_pose=f32(person.left_hand_pose, 45),
-            right_hand_pose=f32(person.right_hand_pose, 45), jaw_pose=f32(person.jaw_pose, 3),
-            betas=f32(person.betas, 10), expression=f32(person.expression, 10),
+            body_pose=_f32(person.body_pose, 63), left_hand_pose=_f32(person.left_hand_pose, 45),
+            right_hand_pose=_f32(person.right_hand_pose, 45), jaw_pose=_f32(person.jaw_pose, 3),
+            betas=_f32(person.betas, 10), expression=_f32(person.expression, 10),
             pose=self._pose(arrays.body_frame_matrix(person)),
             head_position=self._point(person.head_position_world),
             joints=[] if joints is None else [self._point(j) for j in np.asarray(joints)],
-            vertices=np.zeros(0, np.float32) if vertices is None else f32(vertices, -1),
+            vertices=np.zeros(0, np.float32) if vertices is None else _f32(vertices, -1),
             roi=self._msg("sensor_msgs/msg/RegionOfInterest", x_offset=x, y_offset=y, height=h, width=w,
                           do_rectify=False),
         )

@@ -58,6 +58,15 @@ def _topic_list(connections) -> str:
     return ", ".join(sorted({f"{c.topic} ({c.msgtype})" for c in connections})) or "none"
 
 
+def _storage_path(path: Path) -> Path:
+    """A bag folder that lost its metadata.yaml is still readable through its single storage file."""
+    if path.is_dir() and not (path / "metadata.yaml").is_file():
+        files = sorted(path.glob("*.db3")) + sorted(path.glob("*.mcap"))
+        if len(files) == 1:
+            return files[0]
+    return path
+
+
 class BagSource(Source):
     """The camera images of one topic of a bag, in log-time order, inside a time window
     relative to the bag's first message. Frames carry the header stamp, the log time and
@@ -67,7 +76,7 @@ class BagSource(Source):
         self.path = path
         self.window = window
         try:
-            self._reader = Reader(path)
+            self._reader = Reader(_storage_path(path))
             self._reader.open()
         except Exception as exc:  # rosbags raises several types for unreadable bags
             raise CliError(f"cannot open bag {path}: {exc}") from None
@@ -104,7 +113,8 @@ class BagSource(Source):
         if len(topics) == 1:
             return [c for c in images if c.topic == topics[0]]
         if not topics:
-            raise CliError(f"{self.path} has no {IMAGE} or {COMPRESSED_IMAGE} topic; topics: {_topic_list(connections)}")
+            raise CliError(f"{self.path} has no {IMAGE} or {COMPRESSED_IMAGE} topic; "
+                           f"topics: {_topic_list(connections)}")
         raise CliError(f"{self.path} has several image topics, choose one with --image-topic: {_topic_list(images)}")
 
     def raw_messages(self) -> Iterator[tuple[object, int, bytes]]:
@@ -173,8 +183,10 @@ class BagWriter:
         """Finish the bag (index, metadata) and move it to the output path."""
         self._close()
         built = self._bag_dir / f"{self._bag_dir.name}.mcap" if self._mcap else self._bag_dir
-        if self.output.is_dir():
+        if self.output.is_dir():  # --overwrite of a bag folder
             shutil.rmtree(self.output)
+        elif self.output.exists() and built.is_dir():  # --overwrite of a file by a bag folder
+            self.output.unlink()
         os.replace(built, self.output)
         shutil.rmtree(self._tmp, ignore_errors=True)
 

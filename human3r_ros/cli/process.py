@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--output", required=True, type=Path, metavar="PATH",
                     help="results: out.npz; for bag inputs also out.mcap or a sqlite3 bag folder")
     io.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    io.add_argument("--image-topic", metavar="TOPIC", help="bag inputs: Image or CompressedImage topic (default: the only one)")
+    io.add_argument("--image-topic", metavar="TOPIC",
+                    help="bag inputs: Image or CompressedImage topic (default: the only one)")
     io.add_argument("--start", type=float, default=0.0, metavar="SEC",
                     help="skip the first SEC seconds (bags: from the first message; others: frame index / fps)")
     io.add_argument("--duration", type=float, metavar="SEC", help="process at most SEC seconds (default: to the end)")
@@ -58,10 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     model = p.add_argument_group("model")
-    model.add_argument("--checkpoint", required=True, type=Path, metavar="PATH", help="Human3R checkpoint (.pth or .safetensors)")
+    model.add_argument("--checkpoint", required=True, type=Path, metavar="PATH",
+                       help="Human3R checkpoint (.pth or .safetensors)")
     model.add_argument("--body-model", type=Path, metavar="DIR",
                        help="folder with smplx/SMPLX_NEUTRAL.npz (without it: no meshes or joints)")
-    model.add_argument("--size", type=int, default=512, metavar="PX", help="long side of the model input in pixels (default 512)")
+    model.add_argument("--size", type=int, default=512, metavar="PX",
+                       help="long side of the model input in pixels (default 512)")
     model.add_argument("--ttt3r", action=argparse.BooleanOptionalAction, default=True,
                        help="TTT3R confidence-gated state update (default on)")
     model.add_argument("--reset-interval", type=int, default=100, metavar="N",
@@ -69,15 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--device", default="cpu", metavar="DEV", help="torch device: cpu, cuda, cuda:N (default cpu)")
     model.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
                        help="network precision (default fp32; fp16/bf16 pay off on GPUs)")
-    model.add_argument("--detection-threshold", type=float, default=0.3, metavar="P", help="min person score (default 0.3)")
-    model.add_argument("--max-people", type=int, default=0, metavar="N", help="keep the N best-scoring people (0 = all)")
+    model.add_argument("--detection-threshold", type=float, default=0.3, metavar="P",
+                       help="minimum person detection score (default 0.3)")
+    model.add_argument("--max-people", type=int, default=0, metavar="N",
+                       help="keep the N best-scoring people per frame (default 0 = all)")
 
     bag = p.add_argument_group("bag output")
     bag.add_argument("--world-frame", default="human3r_world", metavar="FRAME",
                      help="TF frame of the reconstruction (default human3r_world)")
     bag.add_argument("--camera-frame", default="human3r_camera", metavar="FRAME",
                      help="TF frame of the estimated camera (default human3r_camera)")
-    bag.add_argument("--body-frame-prefix", default="body_", metavar="PREFIX", help="people's TF frames: PREFIX<id> (default body_)")
+    bag.add_argument("--body-frame-prefix", default="body_", metavar="PREFIX",
+                     help="people's TF frames: PREFIX<id> (default body_)")
     bag.add_argument("--cloud-decimation", type=int, default=2, metavar="N",
                      help="scene cloud: every N-th pixel in both directions (default 2)")
     bag.add_argument("--cloud-confidence", type=float, default=1.5, metavar="C",
@@ -165,7 +171,7 @@ class NpzSink:
                 np.savez(f, **arrays)
             os.replace(tmp, self.output)
         except BaseException:
-            os.unlink(tmp)
+            tmp.unlink(missing_ok=True)
             raise
 
     def abort(self) -> None:

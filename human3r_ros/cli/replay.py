@@ -135,16 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Arguments after --ros-args go to rclpy (e.g. -p use_sim_time:=true), the rest are ours.
+    split = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
+    args = build_parser().parse_args(argv[:split])
     logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s", stream=sys.stderr)
+    try:
+        remaps = parse_remaps(args.topic_remap)
+    except CliError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
     import rclpy
 
-    rclpy.init()
+    rclpy.init(args=[PROG, *argv[split:]])
     node = rclpy.create_node("human3r_replay")
     try:
-        count = replay(node, args.bag, topic=args.image_topic, rate=args.rate, loops=args.loop,
-                       remap=parse_remaps(args.topic_remap), clock=not args.no_clock, start=args.start,
-                       duration=args.duration, wait_for_subscriber=args.wait_for_subscriber)
+        count = replay(node, args.bag, topic=args.image_topic, rate=args.rate, loops=args.loop, remap=remaps,
+                       clock=not args.no_clock, start=args.start, duration=args.duration,
+                       wait_for_subscriber=args.wait_for_subscriber)
         log.info("published %d images", count)
         return 0
     except CliError as exc:

@@ -183,7 +183,8 @@ class ArraySource(Source):
         try:
             with np.load(path, allow_pickle=False) as z:
                 if self.KEY not in z.files:
-                    raise CliError(f"{path}: no '{self.KEY}' array (N x H x W x 3 uint8 RGB); keys: {', '.join(z.files) or 'none'}")
+                    raise CliError(f"{path}: no '{self.KEY}' array (N x H x W x 3 uint8 RGB); "
+                                   f"keys: {', '.join(z.files) or 'none'}")
                 self.frames = z[self.KEY]
         except (OSError, ValueError) as exc:
             raise CliError(f"{path}: cannot read as .npz: {exc}") from None

@@ -65,6 +65,11 @@ class RoPE2D(nn.Module):
 
     def forward(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """tokens [..., B, heads, N, Dh], pos [B, N, 2] (row, col) -> rotated tokens, same dtype."""
+        # the rotation has its own precision: autocast must not re-type it
+        with torch.autocast(tokens.device.type, enabled=False):
+            return self._rotate(tokens, pos)
+
+    def _rotate(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         out_dtype = tokens.dtype
         cos, sin = self._table(pos, tokens.shape[-1])
         x = tokens.to(self.compute_dtype)

@@ -53,7 +53,8 @@ def raw_image_to_rgb(msg) -> np.ndarray:
         raise ImageConversionError(f"empty image ({height}x{width})")
     row_bytes = width * channels
     if step < row_bytes:
-        raise ImageConversionError(f"step {step} is smaller than one row of {width} {msg.encoding} pixels ({row_bytes} bytes)")
+        raise ImageConversionError(
+            f"step {step} is smaller than one row of {width} {msg.encoding} pixels ({row_bytes} bytes)")
     data = np.frombuffer(msg.data, dtype=np.uint8)
     needed = (height - 1) * step + row_bytes  # the last row may come without its padding
     if data.size < needed:

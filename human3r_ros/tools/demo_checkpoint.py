@@ -97,7 +97,8 @@ def _omegaconf_look_alikes() -> Iterator[dict[str, type]]:
 
     pickle stores a class as "module name" and checks that importing it gives the same object,
     so the stand-ins must be reachable through sys.modules; they are removed afterwards so
-    nothing else mistakes them for the real package.
+    nothing else mistakes them for the real package (a real omegaconf already imported is put
+    back).
     """
     added: dict[str, types.ModuleType] = {"omegaconf": types.ModuleType("omegaconf")}
     classes: dict[str, type] = {}
@@ -108,23 +109,22 @@ def _omegaconf_look_alikes() -> Iterator[dict[str, type]]:
             setattr(module, name, cls)
             classes[name] = cls
         added[module_name] = module
-    clashing = [name for name in added if name in sys.modules]
-    if clashing:
-        raise RuntimeError(f"cannot register omegaconf look-alikes: {clashing} already imported")
+    hidden = {name: sys.modules[name] for name in added if name in sys.modules}  # a real omegaconf, if imported
     sys.modules.update(added)
     try:
         yield classes
     finally:
         for name in added:
             sys.modules.pop(name, None)
+        sys.modules.update(hidden)
 
 
 def _look_alike_config(args: Mapping[str, Any], classes: Mapping[str, type]):
     """A DictConfig look-alike holding `args`, with omegaconf 2.3's pickled state layout."""
 
-    def metadata(key, flags=None):
+    def metadata(key):
         return classes["Metadata"](
-            ref_type=typing.Any, object_type=None, optional=True, key=key, flags=flags or {}, flags_root=False,
+            ref_type=typing.Any, object_type=None, optional=True, key=key, flags={}, flags_root=False,
             resolver_cache=collections.defaultdict(dict),
         )
 
@@ -156,19 +156,23 @@ def write_official_container(
     epoch: int = 0,
     best_so_far: float = 0.0,
     extra_args: Mapping[str, Any] | None = None,
+    use_omegaconf: bool | None = None,
 ) -> Path:
     """Write ``{args, model, epoch, best_so_far}`` exactly as the released checkpoints are saved.
 
     ``args`` is an omegaconf DictConfig (struct mode) whose ``model`` entry is the construction
-    string, plus ``extra_args`` (e.g. ``tiny_overrides``). With the real omegaconf installed it
-    is used; otherwise look-alike classes pickle under the same global names and state layout.
-    ``state_dict`` is stored as given: tensors that share storage (the DPT ``layer_rn`` aliases
-    of a module's state dict) stay shared, as torch.save keeps them.
+    string, plus ``extra_args`` (e.g. ``tiny_overrides``). The real omegaconf is used when it is
+    installed (``use_omegaconf=None``); otherwise look-alike classes pickle under the same
+    global names with the same state layout. ``state_dict`` is stored as given: tensors that
+    share storage (the DPT ``layer_rn`` aliases of a module's state dict) stay shared, as
+    torch.save keeps them.
     """
     path = Path(path)
     args = {"model": construction_string, **(extra_args or {})}
     model = OrderedDict(state_dict)
-    if importlib.util.find_spec("omegaconf") is not None:
+    if use_omegaconf is None:
+        use_omegaconf = importlib.util.find_spec("omegaconf") is not None
+    if use_omegaconf:
         from omegaconf import OmegaConf
 
         config = OmegaConf.create(args)

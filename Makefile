@@ -1,0 +1,37 @@
+# Developer entry points. Every target that runs code sources env.sh (made by `make setup`).
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+ENV := source env.sh
+
+.PHONY: help setup demo test bench clean distclean
+
+help:
+	@echo "make setup     create .venv, build the ROS interfaces into install/, write env.sh"
+	@echo "make demo      check the environment (rclpy, messages, torch)"
+	@echo "make test      run the test suite (pytest)"
+	@echo "make bench     run the benchmark"
+	@echo "make clean     remove build/, install/, log/ and env.sh (keeps .venv/)"
+	@echo "make distclean clean, and remove .venv/ too"
+
+# Cheap to call: scripts/setup.sh skips every step whose inputs are unchanged.
+setup:
+	@bash scripts/setup.sh
+
+# make demo [CHECKPOINT=/path/human3r_672S.pth] [BODY_MODEL=<dir with smplx/SMPLX_NEUTRAL.npz>]
+CHECKPOINT ?=
+BODY_MODEL ?=
+demo: setup
+	@$(ENV) && python -m human3r_ros.tools.demo --checkpoint "$(CHECKPOINT)" --body-model "$(BODY_MODEL)"
+
+test: setup
+	@$(ENV) && python -m pytest -q test
+
+bench: setup
+	@$(ENV) && python -m human3r_ros.bench
+
+clean:
+	rm -rf build install log env.sh out .pytest_cache *.egg-info
+
+distclean: clean
+	rm -rf .venv

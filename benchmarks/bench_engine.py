@@ -1,0 +1,182 @@
+"""Latency and memory of the network / engine (a benchmark, not a test).
+
+Each case runs in its own subprocess so that peak memory is that case's alone. Prints one
+table; the ratio column compares each row with the reference-equivalent path of the same
+model and device (all three dense heads computed, as the published code does).
+
+    python benchmarks/bench_engine.py                 # tiny + 672S on CPU, CUDA rows if present
+    python benchmarks/bench_engine.py --only tiny     # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = Path(os.environ.get("HUMAN3R_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
+STAGES = ("encoder", "dinov2", "humans", "decoder", "heads")
+
+
+def _sync(device):
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run_case(case: dict) -> dict:
+    """Runs in the child process: build/load, warm up, time, profile one pass."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from human3r_ros.engine.recurrent import RecurrentState, advance
+    from human3r_ros.model import build_model, load_checkpoint
+
+    torch.set_num_threads(case["threads"])
+    device = case["device"]
+    t0 = time.perf_counter()
+    if case["model"] == "tiny":
+        net = load_checkpoint(REFERENCE / "tiny_plain_checkpoint.pth", device=device)
+    else:
+        torch.manual_seed(0)
+        net = build_model(case["model"], device=device)
+    build_s = time.perf_counter() - t0
+    h, w = case["hw"]
+    gen = torch.Generator().manual_seed(0)
+    img = (torch.rand(1, 3, h, w, generator=gen) * 2 - 1).to(device)
+    res = net.config.mhmr_img_res
+    img_mhmr = (torch.rand(1, 3, res, res, generator=gen) * 2 - 1).to(device)
+    dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[case["precision"]]
+    full = case["path"] == "reference-equivalent"
+
+    state = RecurrentState.initial(*net.initial_state())
+    threshold = 0.3
+    if case["model"] != "tiny":
+        # random weights fire everywhere: keep the 4 strongest detections, like a real scene
+        probe = net.forward_view(img, img_mhmr, state.state, state.memory, True, False, det_threshold=2.0)
+        threshold = float(probe.humans.det_scores_nms.flatten().topk(4).values[-1])
+
+    def one_pass():
+        nonlocal state
+        ctx = torch.autocast(device_type=device.split(":")[0], dtype=dtype) if dtype else _null()
+        with ctx:
+            out = net.forward_view(
+                img, img_mhmr, state.state, state.memory, state.fresh,
+                want_gate=not state.fresh, with_rgb=full, with_world_head=full, det_threshold=threshold,
+            )
+        state = advance(state, out.new_state, out.new_memory, out.ttt3r_gate, False)
+        _sync(device)
+        return out
+
+    for _ in range(case["warmup"]):
+        one_pass()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(case["repeats"]):
+        t = time.perf_counter()
+        out = one_pass()
+        times.append(time.perf_counter() - t)
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with profile(activities=activities) as prof:
+        one_pass()
+    stage_s = {}
+    for evt in prof.key_averages():
+        if evt.key.startswith("human3r."):
+            total = evt.device_time_total if device.startswith("cuda") else evt.cpu_time_total
+            stage_s[evt.key.split(".", 1)[1]] = total / 1e6
+    return {
+        **case,
+        "build_s": build_s,
+        "median_s": statistics.median(times),
+        "stages_s": stage_s,
+        "people": int(out.humans.view.numel()),
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "gpu_peak_gb": torch.cuda.max_memory_allocated() / 1e9 if device.startswith("cuda") else None,
+    }
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def cases(only: str | None, cuda: bool, repeats: int) -> list[dict]:
+    out = []
+    cpu = dict(device="cpu", threads=2, precision="fp32", warmup=1, repeats=repeats)
+    for path in ("reference-equivalent", "fast"):
+        out.append(dict(cpu, model="tiny", hw=(288, 512), path=path, repeats=max(repeats, 5)))
+        if only != "tiny":
+            out.append(dict(cpu, model="human3r_672S", hw=(288, 512), path=path))
+    if cuda and only != "tiny":
+        for model in ("human3r_672S", "human3r_896L"):
+            for precision in ("fp32", "fp16", "bf16"):
+                for path in ("reference-equivalent", "fast"):
+                    out.append(dict(device="cuda", threads=2, model=model, hw=(288, 512), precision=precision,
+                                    path=path, warmup=5, repeats=max(repeats, 20)))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=["tiny"], help="only the tiny checkpoint")
+    ap.add_argument("--repeats", type=int, default=3, help="timed passes per case (median reported)")
+    ap.add_argument("--case", help=argparse.SUPPRESS)  # child mode: JSON case in, JSON result out
+    args = ap.parse_args(argv)
+    if args.case:
+        print(json.dumps(run_case(json.loads(args.case))))
+        return 0
+
+    import torch
+
+    results = []
+    for case in cases(args.only, torch.cuda.is_available(), args.repeats):
+        proc = subprocess.run(
+            [sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True, cwd=REPO
+        )
+        if proc.returncode != 0:
+            print(f"case {case} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        r = results[-1]
+        print(f"  done {r['model']} {r['device']} {r['precision']} {r['path']}: {r['median_s']*1e3:.1f} ms",
+              file=sys.stderr)
+
+    baseline = {
+        (r["model"], r["device"], r["precision"]): r["median_s"] for r in results if r["path"] == "reference-equivalent"
+    }
+    header = ["model", "device", "prec", "path", "people"] + [f"{s} ms" for s in STAGES] + [
+        "total ms", "FPS", "vs ref-equiv", "peak RSS GB", "GPU GB"]
+    rows = []
+    for r in results:
+        base = baseline.get((r["model"], r["device"], r["precision"]))
+        rows.append([
+            r["model"], r["device"], r["precision"], r["path"], str(r["people"]),
+            *[f"{r['stages_s'].get(s, 0) * 1e3:.1f}" for s in STAGES],
+            f"{r['median_s'] * 1e3:.1f}", f"{1 / r['median_s']:.2f}",
+            f"{base / r['median_s']:.2f}x" if base else "-",
+            f"{r['peak_rss_gb']:.2f}", f"{r['gpu_peak_gb']:.2f}" if r["gpu_peak_gb"] else "-",
+        ])
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    print("input 512x288 (HxW 288x512); stages from one profiled pass, total = median of unprofiled passes;"
+          " CPU rows use 2 threads")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Test-only helpers for real rclpy tests: an isolated context, a spinning executor, bounded waits.
+
+Each harness gets its own rclpy Context on a domain id derived from the process id, restricted
+to localhost, so parallel test runs do not see each other's topics.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Callable
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+import numpy as np  # noqa: E402
+import rclpy  # noqa: E402
+from builtin_interfaces.msg import Time  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+REFERENCE_FILES = {
+    "checkpoint": "tiny_plain_checkpoint.pth",
+    "body_model_dir": "synthetic_smplx",
+    "io": "tiny_plain_io.npz",
+}
+
+
+def domain_id(offset: int = 0) -> int:
+    # FastDDS supports domain ids 0..232; 1..200 keeps clear of the default 0.
+    return 1 + (os.getpid() + offset) % 200
+
+
+def stamp(seconds: float) -> Time:
+    ns = int(round(seconds * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def image_msg(rgb: np.ndarray, t: float, frame_id: str = "camera_optical", encoding: str = "rgb8") -> Image:
+    h, w = rgb.shape[:2]
+    return Image(header=Header(stamp=stamp(t), frame_id=frame_id), height=h, width=w, encoding=encoding,
+                 is_bigendian=False, step=rgb.strides[0], data=np.ascontiguousarray(rgb).tobytes())
+
+
+class Harness:
+    """Context + MultiThreadedExecutor spinning in a thread + a client node for the test."""
+
+    def __init__(self, offset: int = 0) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id(offset))
+        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.client = Node("human3r_test_client", context=self.context)
+        self.executor.add_node(self.client)
+        self._nodes = [self.client]
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+        self._lock = threading.Lock()
+        self.received: dict[str, list] = {}
+
+    def add_node(self, node) -> None:
+        self._nodes.append(node)
+        self.executor.add_node(node)
+
+    def collect(self, msg_type, topic: str, qos=None, key: str | None = None) -> list:
+        """Subscribe the client node to `topic`; returns the list the messages are appended to."""
+        key = key or topic
+        store = self.received.setdefault(key, [])
+        qos = qos or QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+
+        def keep(msg):
+            with self._lock:
+                store.append(msg)
+
+        self.client.create_subscription(msg_type, topic, keep, qos)
+        return store
+
+    def snapshot(self, key: str) -> list:
+        with self._lock:
+            return list(self.received.get(key, []))
+
+    def call(self, srv_type, name: str, request, timeout: float = 10.0):
+        client = self.client.create_client(srv_type, name)
+        try:
+            assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
+            future = client.call_async(request)
+            done = threading.Event()
+            future.add_done_callback(lambda _f: done.set())
+            assert done.wait(timeout), f"service {name} did not answer within {timeout} s"
+            return future.result()
+        finally:
+            self.client.destroy_client(client)
+
+    def close(self) -> None:
+        # Stop spinning before shutdown (an executor thread alive at shutdown aborts the process).
+        self.executor.shutdown(timeout_sec=5.0)
+        self._thread.join(timeout=5.0)
+        for node in self._nodes:
+            node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, period: float = 0.02):
+    """Poll `predicate` until truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(period)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -1,0 +1,45 @@
+"""human3r-replay as a library: a bag's images and /clock published with a real rclpy node."""
+
+import time
+
+import numpy as np
+import rclpy
+from ros_helpers import Harness, wait_until
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image
+from test_bags import NS, T0, TOPIC, log_time, write_bag
+
+from human3r_ros.cli.replay import main, replay
+
+
+def test_replay_publishes_images_and_clock_at_the_scaled_rate(tmp_path):
+    frames = np.random.default_rng(3).integers(0, 256, (6, 20, 30, 3), dtype=np.uint8)
+    bag = write_bag(tmp_path / "in_bag", frames, [T0 + k for k in range(6)], storage="mcap")
+    h = Harness()
+    try:
+        h.collect(Image, "/replayed")
+        h.collect(Clock, "/clock")
+        node = rclpy.create_node("replayer", context=h.context)
+        begin = time.monotonic()
+        # 5 s of bag at x4, twice
+        count = replay(node, bag, rate=4.0, loops=2, remap={TOPIC: "/replayed"}, wait_for_subscriber=10.0)
+        elapsed = time.monotonic() - begin
+        node.destroy_node()
+        assert count == 12
+        wait_until(lambda: len(h.snapshot("/replayed")) == 12, 10.0, "12 images")
+        assert 2 * 5 / 4 - 0.1 < elapsed < 10.0
+        got = h.snapshot("/replayed")
+        assert [m.header.stamp.sec - T0 for m in got] == [0, 1, 2, 3, 4, 5] * 2
+        for msg, frame in zip(got, np.concatenate([frames, frames])):
+            assert (msg.height, msg.width, msg.encoding) == (20, 30, "rgb8")
+            np.testing.assert_array_equal(np.frombuffer(bytes(msg.data), np.uint8).reshape(20, 30, 3), frame)
+        ticks = [m.clock.sec * NS + m.clock.nanosec for m in h.snapshot("/clock")]
+        assert log_time(0) in ticks and log_time(5) in ticks  # bag time, at the images too
+        assert min(ticks) >= log_time(0) and max(ticks) <= log_time(5)
+    finally:
+        h.close()
+
+
+def test_replay_command_reports_a_missing_bag(tmp_path, capsys):
+    assert main([str(tmp_path / "missing.mcap")]) == 1
+    assert "cannot open bag" in capsys.readouterr().err

@@ -8,9 +8,9 @@ ENV := source env.sh
 
 help:
 	@echo "make setup     create .venv, build the ROS interfaces into install/, write env.sh"
-	@echo "make demo      check the environment (rclpy, messages, torch)"
+	@echo "make demo      run the node on the bundled sample (CHECKPOINT=..., BODY_MODEL=... optional)"
 	@echo "make test      run the test suite (pytest)"
-	@echo "make bench     run the benchmark"
+	@echo "make bench     latency and memory benchmarks (engine, node overhead)"
 	@echo "make clean     remove build/, install/, log/ and env.sh (keeps .venv/)"
 	@echo "make distclean clean, and remove .venv/ too"
 
@@ -28,7 +28,7 @@ test: setup
 	@$(ENV) && python -m pytest -q test
 
 bench: setup
-	@$(ENV) && python -m human3r_ros.bench
+	@$(ENV) && python benchmarks/bench_engine.py && python benchmarks/bench_node.py
 
 clean:
 	rm -rf build install log env.sh out .pytest_cache *.egg-info

@@ -210,6 +210,8 @@ else
 fi
 # The working tree comes before the installed copy, so Python edits need no rebuild.
 _h3r_prepend PYTHONPATH "$_h3r_root"
+# console scripts (human3r-process, human3r-replay, human3r_node) without `ros2 run`
+_h3r_prepend PATH "$_h3r_root/install/human3r_ros/lib/human3r_ros"
 unset -f _h3r_prepend
 unset _h3r_cur
 if [ -n "$_h3r_nounset" ]; then set -u; fi

@@ -66,7 +66,11 @@ class HumanTracker:
     """Assigns persistent integer ids (0, 1, 2, ...) to people, view after view."""
 
     def __init__(self, match_threshold: float = 0.2, dustbin_score: float = -10.0,
-                 sinkhorn_iters: int = 20):
+                 sinkhorn_iters: int = 20, max_kept: int = 64):
+        # The reference remembers every unmatched person forever, so its matching cost grows
+        # with the stream; we keep the max_kept most recently seen (identical results until
+        # that many people have been remembered at once).
+        self.max_kept = max_kept
         self.match_threshold = match_threshold
         self.dustbin_score = dustbin_score
         self.sinkhorn_iters = sinkhorn_iters
@@ -119,8 +123,8 @@ class HumanTracker:
         ids = torch.where(cur_ok, kept_ids[best_kept_for_cur], fresh)
         self._max_id += int((~cur_ok).sum())
 
-        self._tokens = torch.cat([tokens, kept_tokens[~kept_ok]], dim=0)
-        self._ids = torch.cat([ids, kept_ids[~kept_ok]], dim=0)
+        self._tokens = torch.cat([tokens, kept_tokens[~kept_ok]], dim=0)[: self.max_kept]
+        self._ids = torch.cat([ids, kept_ids[~kept_ok]], dim=0)[: self.max_kept]
         ids_np = ids.cpu().numpy().astype(np.int64)
         self.last_report = MatchReport(
             log_assignment=log_assign.float().cpu().numpy(),

@@ -192,7 +192,7 @@ class Human3RNode(LifecycleNode):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         mesh = "with SMPL-X body model" if self._engine.has_body_model else "without body model (no meshes)"
-        self.get_logger().info(f"loaded {s.checkpoint} on {s.device} ({s.precision}), {mesh}")
+        self.get_logger().info(f"loaded {s.checkpoint} on {self._engine.device} ({s.precision}), {mesh}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -254,13 +254,16 @@ class Human3RNode(LifecycleNode):
             raise FileNotFoundError(f"body_model_dir is not a folder: {s.body_model_dir}")
         import torch
 
-        if s.device.startswith("cuda") and not torch.cuda.is_available():
+        device = s.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError(f"device '{s.device}' requested but CUDA is not available to torch "
                                f"{torch.__version__}; set device:=cpu")
         from human3r_ros.engine import Human3REngine
 
         return Human3REngine.from_checkpoint(
-            s.checkpoint, body_model_dir=s.body_model_dir or None, device=s.device, precision=s.precision,
+            s.checkpoint, body_model_dir=s.body_model_dir or None, device=device, precision=s.precision,
             ttt3r=s.ttt3r, reset_interval=s.reset_interval, size=s.image_size,
             det_threshold=s.detection_threshold)
 
@@ -286,10 +289,12 @@ class Human3RNode(LifecycleNode):
             self.destroy_publisher(self._diag_pub)
             self._diag_timer = self._diag_pub = None
         with self._engine_lock:
-            had_engine, self._engine = self._engine is not None, None
-        if had_engine:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            on_cuda = engine.device.type == "cuda"
+            del engine
             gc.collect()
-            if self._settings.device.startswith("cuda"):
+            if on_cuda:
                 import torch
 
                 torch.cuda.empty_cache()
@@ -441,7 +446,9 @@ class Human3RNode(LifecycleNode):
                 "frames_dropped": st.dropped, "frames_skipped": st.skipped, "time_resets": st.time_resets,
                 "last_error": st.last_error,
             }
-        values.update(memory_figures(self._settings.device))
+        engine = self._engine
+        device = str(engine.device) if engine is not None else self._settings.device
+        values.update(memory_figures(device))
         subscription = self._image_sub
         if note:
             message = note
@@ -455,7 +462,7 @@ class Human3RNode(LifecycleNode):
         else:
             level, message = DiagnosticStatus.OK, "processing"
         publisher.publish(conv.diagnostics_message(
-            self.get_clock().now().to_msg(), f"{self.get_name()}: processing", self._settings.device,
+            self.get_clock().now().to_msg(), f"{self.get_name()}: processing", device,
             level, message, values))
 
 

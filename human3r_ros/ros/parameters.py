@@ -14,7 +14,7 @@ from typing import Mapping, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
-DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 PRECISIONS = ("fp32", "fp16", "bf16")
 RELIABILITIES = ("best_effort", "reliable")
 
@@ -25,7 +25,7 @@ class Settings:
 
     checkpoint: str = ""
     body_model_dir: str = ""
-    device: str = "cuda"
+    device: str = "auto"
     precision: str = "fp32"
     image_size: int = 512
     ttt3r: bool = True
@@ -67,7 +67,8 @@ _SPECS = {
     "checkpoint": ("Human3R checkpoint: official .pth container or .safetensors. Loaded on configure.", {}),
     "body_model_dir": ("Folder containing smplx/SMPLX_NEUTRAL.npz. Empty: no body model (no joints or "
                        "meshes; body_<id> frames sit at the head joint instead of the pelvis).", {}),
-    "device": ("Torch device: cpu, cuda or cuda:N.", {"additional_constraints": "cpu | cuda | cuda:N"}),
+    "device": ("Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N.",
+               {"additional_constraints": "auto | cpu | cuda | cuda:N"}),
     "precision": ("Network precision: fp32, fp16 or bf16 (fp16/bf16 for GPUs).",
                   {"additional_constraints": "fp32 | fp16 | bf16"}),
     "image_size": ("Long side of the model input in pixels (512 for the released checkpoints); the image "
@@ -136,7 +137,7 @@ def _frame_error(name: str, value: str) -> Optional[str]:
 def validation_error(name: str, value, current: Mapping[str, object]) -> Optional[str]:
     """Reason why `name` cannot take `value` given the other `current` values, or None if fine."""
     if name == "device" and not DEVICE_PATTERN.match(value):
-        return f"device '{value}' must be cpu, cuda or cuda:N"
+        return f"device '{value}' must be auto, cpu, cuda or cuda:N"
     if name == "precision" and value not in PRECISIONS:
         return f"precision '{value}' must be one of {', '.join(PRECISIONS)}"
     if name == "reliability" and value not in RELIABILITIES:

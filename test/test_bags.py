@@ -19,7 +19,12 @@ from rosbags.typesys import Stores, get_typestore
 from helpers import assert_close_ref
 from human3r_ros.cli.bags import typestore
 from human3r_ros.cli.process import main
-from human3r_ros.ros.msg_arrays import UnsupportedEncodingError, compressed_image_to_rgb, raw_image_to_rgb
+from human3r_ros.ros.msg_arrays import (
+    SMPLX_TO_REP155,
+    UnsupportedEncodingError,
+    compressed_image_to_rgb,
+    raw_image_to_rgb,
+)
 
 INPUT_STORE = get_typestore(Stores.ROS2_HUMBLE)  # a camera bag recorded on another distro
 TOPIC = "/camera/image_raw"
@@ -160,9 +165,10 @@ def test_sqlite3_bag_to_mcap_matches_reference(reference_dir, tmp_path, z):
         assert_close_ref(transform_matrix(camera), z["frame_c2w"][k], "tf camera")
         assert [b.child_frame_id for b in bodies] == [f"body_{i}" for i in reference_ids(z, k)]
         for body, human, row in zip(bodies, humans.humans, rows):
-            # body_<id>: pelvis (joint 0) position with the body's world orientation
+            # body_<id>: pelvis (joint 0) position, the body's world orientation in REP-155 axes
             expected = np.eye(4)
-            expected[:3, :3], expected[:3, 3] = z["hf_R_world"][row], z["hf_joints_world"][row, 0]
+            expected[:3, :3] = z["hf_R_world"][row] @ SMPLX_TO_REP155
+            expected[:3, 3] = z["hf_joints_world"][row, 0]
             assert_close_ref(transform_matrix(body), expected, "tf body")
             assert len(human.joints) == 127 and len(human.vertices) == 0
             head = human.head_position

@@ -154,14 +154,15 @@ def fixture_frame(io, i: int, with_body: bool = True) -> FrameResult:
     return FrameResult(
         index=i, stamp=12.5, c2w=io["frame_c2w"][i], intrinsics=io["frame_intrinsics"][i],
         pts3d_world=io["frame_pts3d_world"][i], conf=io["frame_conf_world"][i], depth=io["frame_depth"][i],
-        human_mask=io["frame_msk"][i], det_scores=io["frame_det_scores"][i], people=people)
+        human_mask=io["frame_msk"][i], det_scores=io["frame_det_scores"][i], people=people,
+        crop=resize_and_crop(io["frames_uint8"][i], 64)[1])
 
 
 def test_human_array_from_frame_result(io):
     frame = fixture_frame(io, 3)
     input_hw = io["frames_uint8"].shape[1:3]
-    mapping = conv.model_to_input_mapping(frame, input_hw, 64)
-    msg = conv.frame_to_human_array(frame, frame.people, HEADER, input_hw=input_hw, to_input_pixels=mapping,
+    msg = conv.frame_to_human_array(frame, frame.people, HEADER, input_hw=input_hw,
+                                    to_input_pixels=frame.to_input_pixels,
                                     include_vertices=True)
     rows = np.nonzero(io["hf_frame"] == 3)[0]
     assert msg.header == HEADER
@@ -179,7 +180,9 @@ def test_human_array_from_frame_result(io):
         pelvis = human.pose.position
         assert_close_ref(np.array([pelvis.x, pelvis.y, pelvis.z]), io["hf_joints_world"][r, 0], "pelvis")
         q = human.pose.orientation
-        assert_close_ref(conv.quaternion_to_rotation([q.x, q.y, q.z, q.w]), io["hf_R_world"][r], "body orient")
+        # body_<id> has REP-155 axes: x forward (SMPL-X z), y left (SMPL-X x), z up (SMPL-X y)
+        rep155 = io["hf_R_world"][r] @ np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]])
+        assert_close_ref(conv.quaternion_to_rotation([q.x, q.y, q.z, q.w]), rep155, "body orient")
         joints = np.array([[p.x, p.y, p.z] for p in human.joints])
         assert_close_ref(joints, io["hf_joints_world"][r], "joints")
         assert_close_ref(np.asarray(human.vertices).reshape(-1, 3), io["hf_verts_world"][r], "vertices")
@@ -189,11 +192,6 @@ def test_human_array_from_frame_result(io):
     # without vertices requested, the field stays empty
     small = conv.frame_to_human_array(frame, frame.people, HEADER, input_hw=input_hw)
     assert all(len(h.vertices) == 0 for h in small.humans)
-    # the crop rebuilt from the input size is the one the engine reports
-    frame.crop = resize_and_crop(io["frames_uint8"][3], 64)[1]
-    with_crop = conv.frame_to_human_array(frame, frame.people, HEADER, input_hw=input_hw,
-                                          to_input_pixels=conv.model_to_input_mapping(frame, input_hw, 64))
-    assert [h.roi for h in with_crop.humans] == [h.roi for h in msg.humans]
     # model-input boxes are scaled up to the larger input image (101 x 78 from 64 x 48)
     boxes = conv.people_boxes_model_px(frame, frame.people)
     widths = np.array([h.roi.width for h in msg.humans])
@@ -204,7 +202,7 @@ def test_human_without_body_model_sits_at_head(io):
     frame = fixture_frame(io, 3, with_body=False)
     input_hw = io["frames_uint8"].shape[1:3]
     msg = conv.frame_to_human_array(frame, frame.people, HEADER, input_hw=input_hw,
-                                    to_input_pixels=conv.model_to_input_mapping(frame, input_hw, 64))
+                                    to_input_pixels=frame.to_input_pixels)
     for human, person in zip(msg.humans, frame.people):
         p = human.pose.position
         assert np.allclose([p.x, p.y, p.z], person.head_position_world)
@@ -212,20 +210,6 @@ def test_human_without_body_model_sits_at_head(io):
         assert human.roi.width > 0 and human.roi.height > 0  # from the human mask around the head
     tfs = conv.body_transforms(frame.people, HEADER.stamp, "w", "body_")
     assert [t.child_frame_id for t in tfs] == ["body_2", "body_0", "body_3", "body_4"]
-
-
-def test_input_mapping_matches_engine_crop(io):
-    frame = io["frames_uint8"][0]
-    _, crop = resize_and_crop(frame, 64)
-    mapping = conv.model_to_input_mapping(object(), frame.shape[:2], 64)
-    pts = RNG.uniform(0, 48, size=(10, 2))
-    assert np.allclose(mapping(pts), crop.model_px_to_input_px(pts))
-
-
-def test_select_people_keeps_best_in_order(io):
-    people = fixture_frame(io, 3).people  # scores 0.50, 0.51, 0.52, 0.53
-    assert [p.track_id for p in conv.select_people(people, 2)] == [3, 4]
-    assert conv.select_people(people, 0) == people
 
 
 # ----------------------------------------------------------------------------- cloud

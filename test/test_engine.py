@@ -67,3 +67,14 @@ def test_without_body_model_people_keep_parameters_and_poses(reference_dir):
     for key in ("hf_body_pose", "hf_transl_world", "hf_R_world", "frame_c2w"):
         assert_close_ref(arrays[key], z[key], key)
     assert "hf_verts_world" not in arrays
+
+
+def test_max_people_keeps_the_best_scores_in_detection_order(reference_dir):
+    frames = np.load(reference_dir / "tiny_plain_io.npz")["frames_uint8"][:4]
+    engine = make_engine(reference_dir, "plain", with_body=False)
+    everyone = [engine.step(frame) for frame in frames][3].people  # four people in the reference
+    engine.reset()
+    engine.max_people = 2
+    kept = [engine.step(frame) for frame in frames][3].people
+    best_two = sorted(everyone, key=lambda p: -p.score)[:2]
+    assert [p.track_id for p in kept] == [p.track_id for p in everyone if p in best_two]

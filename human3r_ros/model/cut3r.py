@@ -85,17 +85,18 @@ def run_decoder(
     """Two interleaved streams: each layer's state block and image block both read the
     previous layer's outputs of the other stream."""
     layers = [encoder_tokens]
-    logits = []
+    layer_means = []
     for blk_state, blk_image in zip(state_blocks, image_blocks):
-        new_state, lg = blk_state(state, image_side, state_pos, image_pos, want_gate)
+        new_state, logits = blk_state(state, image_side, state_pos, image_pos, want_gate)
         image_side, _ = blk_image(image_side, state, image_pos, state_pos)
         state = new_state
         layers.append(image_side)
         if want_gate:
-            logits.append(lg)
+            # reduce each layer's [B, heads, S, N] logits at once: only their mean is needed
+            layer_means.append(logits.mean(dim=(1, 3)))
     layers[-1] = image_norm(layers[-1])
     gate = None
     if want_gate:
-        # mean over layers, heads and image-side tokens of the pre-softmax logits
-        gate = torch.sigmoid(torch.stack(logits, dim=0).mean(dim=(0, 2, 4)))
+        # mean over layers, heads and image-side tokens of the pre-softmax state->image logits
+        gate = torch.sigmoid(torch.stack(layer_means, dim=0).mean(dim=0))
     return DecoderOutput(state_norm(state), layers, gate)

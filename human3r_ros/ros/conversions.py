@@ -91,16 +91,6 @@ def matrix_to_transform(matrix: np.ndarray, stamp: Time, parent: str, child: str
 
 # --------------------------------------------------------------------------- people
 
-def select_people(people: Sequence, max_people: int) -> list:
-    """The `max_people` highest-scoring people (all when 0), kept in their original order."""
-    people = list(people)
-    if max_people <= 0 or len(people) <= max_people:
-        return people
-    scores = np.array([p.score for p in people])
-    keep = np.sort(np.argsort(-scores, kind="stable")[:max_people])
-    return [people[i] for i in keep]
-
-
 def body_transforms(people: Sequence, stamp: Time, world_frame: str, prefix: str) -> list[TransformStamped]:
     return [matrix_to_transform(body_frame_matrix(p), stamp, world_frame, f"{prefix}{p.track_id}")
             for p in people]
@@ -113,20 +103,6 @@ def points_to_msgs(points: np.ndarray) -> list[Point]:
     ~63k points, and the per-field type assertions would double the cost."""
     return [Point(x=x, y=y, z=z, check_fields=False)
             for x, y, z in np.asarray(points, dtype=np.float64).reshape(-1, 3).tolist()]
-
-
-def model_to_input_mapping(result, input_hw: tuple[int, int], size: int) -> Callable[[np.ndarray], np.ndarray]:
-    """(..., 2) model-input pixels -> input-image pixels. Uses the crop the engine reports with
-    the result when there is one, else rebuilds it: `input_hw` resized to long side `size`, then
-    centre-cropped as the engine's preprocessing does."""
-    crop = getattr(result, "crop", None)
-    if crop is not None:
-        return crop.model_px_to_input_px
-    from human3r_ros.engine.preprocess import CropGeometry, centre_crop_box, resized_size
-
-    resized = resized_size(input_hw, size)
-    left, top, right, bottom = centre_crop_box(resized)
-    return CropGeometry(tuple(input_hw), resized, (top, left), (bottom - top, right - left)).model_px_to_input_px
 
 
 def boxes_to_rois(boxes: np.ndarray, input_hw: tuple[int, int],
@@ -160,7 +136,7 @@ def person_to_msg(person, roi: RegionOfInterest, include_vertices: bool) -> Huma
 
 def frame_to_human_array(result, people: Sequence, header: Header, *, input_hw: tuple[int, int],
                          to_input_pixels=None, include_vertices: bool = False) -> HumanArray:
-    """FrameResult (+ the people to publish, see select_people) -> human3r_msgs/HumanArray."""
+    """FrameResult (+ the people to publish) -> human3r_msgs/HumanArray."""
     rois = boxes_to_rois(people_boxes_model_px(result, people), input_hw, to_input_pixels)
     return HumanArray(
         header=header, camera_pose=matrix_to_pose(result.c2w),

@@ -124,10 +124,17 @@ def person_is_finite(person) -> bool:
     return bool(np.isfinite(person.T_world_head).all() and np.isfinite(person.head_position_world).all())
 
 
+# Columns: the REP-155 body axes (x forward, y left, z up) in SMPL-X body axes (x = the body's
+# left, y up, z facing forward).
+SMPLX_TO_REP155 = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+
+
 def body_frame_matrix(person) -> np.ndarray:
-    """4x4 pose of the frame body_<id> in the world frame: SMPL-X body orientation, origin at the
-    pelvis with a body model, else at the head joint (the only position predicted without it)."""
+    """4x4 pose of the frame body_<id> in the world frame: REP-155 axes (x forward, y left,
+    z up) on the SMPL-X body orientation; origin at the pelvis with a body model, else at the
+    head joint (the only position predicted without it)."""
     matrix = np.array(person.T_world_head, dtype=np.float64)
+    matrix[:3, :3] = matrix[:3, :3] @ SMPLX_TO_REP155
     if getattr(person, "pelvis_position_world", None) is not None:
         matrix[:3, 3] = person.pelvis_position_world
     return matrix

@@ -365,6 +365,7 @@ class Human3RNode(LifecycleNode):
                 with self._stats.lock:
                     self._stats.time_resets += 1
                 self._stats.remark(note, DiagnosticStatus.WARN)
+            engine.max_people = s.max_people  # an output setting: may change while streaming
             result = engine.step(rgb, stamp=conv.stamp_to_seconds(stamp))
             if not np.isfinite(result.c2w).all():
                 engine.reset()  # a non-finite pose poisons the recurrent state
@@ -388,10 +389,9 @@ class Human3RNode(LifecycleNode):
         if not pubs:
             return  # deactivated meanwhile
         header = Header(stamp=image_header.stamp, frame_id=s.world_frame)
-        people = [p for p in conv.select_people(result.people, s.max_people) if conv.person_is_finite(p)]
-        to_input = conv.model_to_input_mapping(result, input_hw, s.image_size)
+        people = [p for p in result.people if conv.person_is_finite(p)]
         pubs["humans"].publish(conv.frame_to_human_array(
-            result, people, header, input_hw=input_hw, to_input_pixels=to_input,
+            result, people, header, input_hw=input_hw, to_input_pixels=result.to_input_pixels,
             include_vertices=s.publish_vertices))
         if s.publish_tf and self._tf is not None:
             transforms = conv.body_transforms(people, header.stamp, s.world_frame, s.body_frame_prefix)

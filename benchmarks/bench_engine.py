@@ -38,23 +38,23 @@ def run_case(case: dict) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     from human3r_ros.engine.recurrent import RecurrentState, advance
-    from human3r_ros.model import build_model, load_checkpoint
+    from human3r_ros.model import PRECISION_DTYPES, build_model, load_checkpoint
 
     torch.set_num_threads(case["threads"])
     device = case["device"]
     t0 = time.perf_counter()
+    dtype = PRECISION_DTYPES[case["precision"]]
     if case["model"] == "tiny":
-        net = load_checkpoint(REFERENCE / "tiny_plain_checkpoint.pth", device=device)
+        net = load_checkpoint(REFERENCE / "tiny_plain_checkpoint.pth", device=device, precision=case["precision"])
     else:
         torch.manual_seed(0)
-        net = build_model(case["model"], device=device)
+        net = build_model(case["model"], device=device).set_precision(dtype)
     build_s = time.perf_counter() - t0
     h, w = case["hw"]
     gen = torch.Generator().manual_seed(0)
     img = (torch.rand(1, 3, h, w, generator=gen) * 2 - 1).to(device)
     res = net.config.mhmr_img_res
     img_mhmr = (torch.rand(1, 3, res, res, generator=gen) * 2 - 1).to(device)
-    dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[case["precision"]]
     full = case["path"] == "reference-equivalent"
 
     state = RecurrentState.initial(*net.initial_state())
@@ -66,12 +66,10 @@ def run_case(case: dict) -> dict:
 
     def one_pass():
         nonlocal state
-        ctx = torch.autocast(device_type=device.split(":")[0], dtype=dtype) if dtype else _null()
-        with ctx:
-            out = net.forward_view(
-                img, img_mhmr, state.state, state.memory, state.fresh,
-                want_gate=not state.fresh, with_rgb=full, with_world_head=full, det_threshold=threshold,
-            )
+        out = net.forward_view(
+            img, img_mhmr, state.state, state.memory, state.fresh,
+            want_gate=not state.fresh, with_rgb=full, with_world_head=full, det_threshold=threshold,
+        )
         state = advance(state, out.new_state, out.new_memory, out.ttt3r_gate, False)
         _sync(device)
         return out
@@ -105,12 +103,29 @@ def run_case(case: dict) -> dict:
     }
 
 
-class _null:
-    def __enter__(self):
-        return self
+def precision_deviation() -> list[str]:
+    """fp16 / bf16 against fp32 on the tiny checkpoint over the fixture frames (engine outputs)."""
+    import numpy as np
 
-    def __exit__(self, *exc):
-        return False
+    from human3r_ros.engine import Human3REngine
+
+    frames = np.load(REFERENCE / "tiny_plain_io.npz")["frames_uint8"]
+    runs = {}
+    for precision in ("fp32", "fp16", "bf16"):
+        engine = Human3REngine.from_checkpoint(REFERENCE / "tiny_plain_checkpoint.pth", size=64, precision=precision)
+        runs[precision] = [engine.step(f) for f in frames]
+    lines = []
+    for precision in ("fp16", "bf16"):
+        worst = {"pts3d_world": 0.0, "c2w": 0.0}
+        same_ids = True
+        for ref, got in zip(runs["fp32"], runs[precision]):
+            for key in worst:
+                a, b = getattr(ref, key), getattr(got, key)
+                worst[key] = max(worst[key], float(np.abs(a - b).max() / np.abs(a).max()))
+            same_ids &= [p.track_id for p in ref.people] == [p.track_id for p in got.people]
+        lines.append(f"{precision} vs fp32 (tiny checkpoint, fixture frames): max |diff|/max|x| pointmap "
+                     f"{worst['pts3d_world']:.2e}, camera pose {worst['c2w']:.2e}; same people and ids: {same_ids}")
+    return lines
 
 
 def cases(only: str | None, cuda: bool, repeats: int) -> list[dict]:
@@ -120,7 +135,7 @@ def cases(only: str | None, cuda: bool, repeats: int) -> list[dict]:
         out.append(dict(cpu, model="tiny", hw=(288, 512), path=path, repeats=max(repeats, 5)))
         if only != "tiny":
             out.append(dict(cpu, model="human3r_672S", hw=(288, 512), path=path))
-    if only != "tiny":  # bf16 autocast: AMX / AVX512-BF16 matrix units where the CPU has them
+    if only != "tiny":  # bf16: AMX / AVX512-BF16 matrix units where the CPU has them
         out.append(dict(cpu, model="human3r_672S", hw=(288, 512), path="fast", precision="bf16"))
     if cuda and only != "tiny":
         for model in ("human3r_672S", "human3r_896L"):
@@ -177,6 +192,8 @@ def main(argv=None) -> int:
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    for line in precision_deviation():
+        print(line)
     print("input 512x288 (HxW 288x512); stages from one profiled pass, total = median of unprofiled passes;"
           " CPU rows use 2 threads; speed-up = vs the fp32 reference-equivalent path (all three dense heads)"
           " of the same model and device")

@@ -78,3 +78,17 @@ def test_max_people_keeps_the_best_scores_in_detection_order(reference_dir):
     kept = [engine.step(frame) for frame in frames][3].people
     best_two = sorted(everyone, key=lambda p: -p.score)[:2]
     assert [p.track_id for p in kept] == [p.track_id for p in everyone if p in best_two]
+
+
+@pytest.mark.parametrize("precision, tolerance", [("bf16", 0.05), ("fp16", 0.01)])
+def test_half_precision_keeps_people_and_geometry(reference_dir, precision, tolerance):
+    z = np.load(reference_dir / "tiny_plain_io.npz")
+    engine = Human3REngine.from_checkpoint(
+        reference_dir / "tiny_plain_checkpoint.pth", size=64, ttt3r=False, reset_interval=0, precision=precision
+    )
+    assert engine.net.compute_dtype != engine.net.downstream_head.dpt_self.head[0].weight.dtype  # heads stay fp32
+    arrays = to_npz_dict([engine.step(frame) for frame in z["frames_uint8"]])
+    np.testing.assert_array_equal(arrays["hf_smpl_id"], z["hf_smpl_id"])
+    for key in ("frame_pts3d_world", "frame_c2w", "hf_transl_world"):
+        deviation = np.abs(arrays[key] - z[key]).max() / np.abs(z[key]).max()
+        assert deviation < tolerance, f"{precision} {key}: {deviation:.3g} of max|x|"

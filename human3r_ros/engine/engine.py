@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 
@@ -23,8 +22,6 @@ from .tracker import HumanTracker
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-
 
 class Human3REngine:
     """Drives :class:`Human3RNet` over a stream of images.
@@ -40,7 +37,6 @@ class Human3REngine:
         net: Human3RNet,
         body_model: BodyModel | None = None,
         *,
-        precision: str = "fp32",
         ttt3r: bool = True,
         reset_interval: int = 100,
         size: int = 512,
@@ -48,14 +44,11 @@ class Human3REngine:
         max_people: int = 0,
         with_rgb: bool = False,
     ):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if reset_interval < 0:
             raise ValueError(f"reset_interval must be >= 0 (0 = never), got {reset_interval}")
         self.net = net
         self.device = next(net.parameters()).device
         self.body_model = body_model
-        self.precision = precision
         self.ttt3r = ttt3r
         self.reset_interval = reset_interval
         self.size = size
@@ -80,7 +73,7 @@ class Human3REngine:
     ) -> "Human3REngine":
         net = load_checkpoint(path, device=device, precision=precision)
         body = BodyModel(body_model_dir, device=device) if body_model_dir else None
-        return cls(net, body, precision=precision, ttt3r=ttt3r, reset_interval=reset_interval, size=size, **kwargs)
+        return cls(net, body, ttt3r=ttt3r, reset_interval=reset_interval, size=size, **kwargs)
 
     # ------------------------------------------------------------------------------------
     @property
@@ -103,25 +96,18 @@ class Human3REngine:
         self._chainer = PoseChainer()
         self._count = 0
 
-    def _autocast(self):
-        dtype = PRECISIONS[self.precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
-
     def _run_view(self, view: PreparedView, reset_after: bool) -> tuple[ViewOutput, np.ndarray, torch.Tensor]:
         rs = self._state
         img = view.img[None].to(self.device, non_blocking=True)
         img_mhmr = view.img_mhmr[None].to(self.device, non_blocking=True)
-        with self._autocast():
-            out = self.net.forward_view(
-                img, img_mhmr, rs.state, rs.memory, rs.fresh,
-                want_gate=self.ttt3r and not rs.fresh, with_rgb=self.with_rgb,
-                det_threshold=self.det_threshold,
-            )
+        out = self.net.forward_view(
+            img, img_mhmr, rs.state, rs.memory, rs.fresh,
+            want_gate=self.ttt3r and not rs.fresh, with_rgb=self.with_rgb,
+            det_threshold=self.det_threshold,
+        )
         self._state = advance(rs, out.new_state, out.new_memory, out.ttt3r_gate, reset_after)
-        ids = self._tracker.update(out.tok_track.float())
-        c2w = pose_encoding_to_c2w(out.dense["camera_pose_enc"].float())[0]
+        ids = self._tracker.update(out.tok_track)
+        c2w = pose_encoding_to_c2w(out.dense["camera_pose_enc"])[0]
         return out, ids, c2w
 
     def step(self, rgb: np.ndarray, stamp: float | None = None) -> FrameResult:
@@ -143,26 +129,26 @@ class Human3REngine:
         d = out.dense
         h = out.humans
         geo = frame_geometry(
-            d["pts3d_cam"][0].float(), d["conf_cam"][0].float(), c2w,
-            h.det_scores_nms[0].float(), None if h.mask is None else h.mask[0].float(),
+            d["pts3d_cam"][0], d["conf_cam"][0], c2w,
+            h.det_scores_nms[0], None if h.mask is None else h.mask[0],
         )
-        smpl = {k: v.float() for k, v in out.smpl.items()}
+        smpl = out.smpl
         args = (smpl["smpl_rotmat"], smpl["smpl_shape"], smpl["smpl_transl"], smpl["smpl_expression"], c2w)
         if self.body_model is not None:
             people = self.body_model.evaluate(*args)
         else:
             people, _ = people_pose_from_network(*[a.cpu() for a in args])
-        scores = h.det_scores_nms[h.view, h.row, h.col].float().cpu().numpy()
+        scores = h.det_scores_nms[h.view, h.row, h.col].cpu().numpy()
         persons = build_people(
             people, ids, scores,
-            h.loc_cut3r.float().cpu().numpy(),
+            h.loc_cut3r.cpu().numpy(),
             torch.stack((h.row, h.col), dim=-1).cpu().numpy(),
         )
         if self.max_people and len(persons) > self.max_people:
             keep = sorted(np.argsort(-scores, kind="stable")[: self.max_people])
             persons = [persons[i] for i in keep]
         image = ((view.img.permute(1, 2, 0).numpy() * 0.5 + 0.5) * 255.0).round().clip(0, 255).astype(np.uint8)
-        cpu = lambda t: t.detach().float().cpu().numpy()  # noqa: E731
+        cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
         return FrameResult(
             index=self._count,
             stamp=stamp,

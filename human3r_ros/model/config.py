@@ -268,43 +268,23 @@ def parse_construction_string(s: str) -> Human3RConfig:
 
 # `args.model` of the released checkpoints (config/trian_human3r.yaml with the backbone and Multi-HMR
 # resolution of docs/inference.md); they differ only in backbone and mhmr_img_res.
+def _released(backbone: str, mhmr_img_res: int) -> str:
+    return (
+        "ARCroco3DStereo(ARCroco3DStereoConfig(freeze='encoder_and_decoder_and_head', "
+        "state_size=768, state_pe='2d', pos_embed='RoPE100', rgb_head=True, pose_head=True, "
+        "msk_head=True, patch_embed_cls='ManyAR_PatchEmbed', img_size=(512, 512), "
+        "head_type='dpt', output_mode='pts3d+pose+smpl', depth_mode=('exp', -inf, inf), "
+        "conf_mode=('exp', 1, inf), pose_mode=('exp', -inf, inf), enc_embed_dim=1024, "
+        "enc_depth=24, enc_num_heads=16, dec_embed_dim=768, dec_depth=12, dec_num_heads=12, "
+        f"landscape_only=False, backbone='{backbone}', mhmr_img_res={mhmr_img_res}))"
+    )
+
+
 VARIANTS: dict[str, str] = {
-    "human3r_672S": (
-        "ARCroco3DStereo(ARCroco3DStereoConfig(freeze='encoder_and_decoder_and_head', "
-        "state_size=768, state_pe='2d', pos_embed='RoPE100', rgb_head=True, pose_head=True, "
-        "msk_head=True, patch_embed_cls='ManyAR_PatchEmbed', img_size=(512, 512), "
-        "head_type='dpt', output_mode='pts3d+pose+smpl', depth_mode=('exp', -inf, inf), "
-        "conf_mode=('exp', 1, inf), pose_mode=('exp', -inf, inf), enc_embed_dim=1024, "
-        "enc_depth=24, enc_num_heads=16, dec_embed_dim=768, dec_depth=12, dec_num_heads=12, "
-        "landscape_only=False, backbone='dinov2_vits14', mhmr_img_res=672))"
-    ),
-    "human3r_672B": (
-        "ARCroco3DStereo(ARCroco3DStereoConfig(freeze='encoder_and_decoder_and_head', "
-        "state_size=768, state_pe='2d', pos_embed='RoPE100', rgb_head=True, pose_head=True, "
-        "msk_head=True, patch_embed_cls='ManyAR_PatchEmbed', img_size=(512, 512), "
-        "head_type='dpt', output_mode='pts3d+pose+smpl', depth_mode=('exp', -inf, inf), "
-        "conf_mode=('exp', 1, inf), pose_mode=('exp', -inf, inf), enc_embed_dim=1024, "
-        "enc_depth=24, enc_num_heads=16, dec_embed_dim=768, dec_depth=12, dec_num_heads=12, "
-        "landscape_only=False, backbone='dinov2_vitb14', mhmr_img_res=672))"
-    ),
-    "human3r_672L": (
-        "ARCroco3DStereo(ARCroco3DStereoConfig(freeze='encoder_and_decoder_and_head', "
-        "state_size=768, state_pe='2d', pos_embed='RoPE100', rgb_head=True, pose_head=True, "
-        "msk_head=True, patch_embed_cls='ManyAR_PatchEmbed', img_size=(512, 512), "
-        "head_type='dpt', output_mode='pts3d+pose+smpl', depth_mode=('exp', -inf, inf), "
-        "conf_mode=('exp', 1, inf), pose_mode=('exp', -inf, inf), enc_embed_dim=1024, "
-        "enc_depth=24, enc_num_heads=16, dec_embed_dim=768, dec_depth=12, dec_num_heads=12, "
-        "landscape_only=False, backbone='dinov2_vitl14', mhmr_img_res=672))"
-    ),
-    "human3r_896L": (
-        "ARCroco3DStereo(ARCroco3DStereoConfig(freeze='encoder_and_decoder_and_head', "
-        "state_size=768, state_pe='2d', pos_embed='RoPE100', rgb_head=True, pose_head=True, "
-        "msk_head=True, patch_embed_cls='ManyAR_PatchEmbed', img_size=(512, 512), "
-        "head_type='dpt', output_mode='pts3d+pose+smpl', depth_mode=('exp', -inf, inf), "
-        "conf_mode=('exp', 1, inf), pose_mode=('exp', -inf, inf), enc_embed_dim=1024, "
-        "enc_depth=24, enc_num_heads=16, dec_embed_dim=768, dec_depth=12, dec_num_heads=12, "
-        "landscape_only=False, backbone='dinov2_vitl14', mhmr_img_res=896))"
-    ),
+    "human3r_672S": _released("dinov2_vits14", 672),
+    "human3r_672B": _released("dinov2_vitb14", 672),
+    "human3r_672L": _released("dinov2_vitl14", 672),
+    "human3r_896L": _released("dinov2_vitl14", 896),
 }
 
 

@@ -97,6 +97,19 @@ class Human3RNet(nn.Module):
             cfg.patch_size,
         )
 
+    # -- precision -------------------------------------------------------------------------
+    def set_precision(self, dtype: torch.dtype) -> "Human3RNet":
+        """Transformers (encoders, decoders, DINOv2, memory) in ``dtype``; the downstream head
+        stays float32, as the reference runs its heads with autocast disabled. float32 keeps
+        the published numerics; half types halve the weights' memory."""
+        self.to(dtype)
+        self.downstream_head.float()
+        return self
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return self.pose_token.dtype
+
     # -- recurrent state -------------------------------------------------------------------
     @torch.inference_mode()
     def initial_state(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,6 +147,8 @@ class Human3RNet(nn.Module):
         cfg = self.config
         height, width = img.shape[-2:]
         head = self.downstream_head
+        dtype = self.compute_dtype
+        img = img.to(dtype)
         # stage labels: free unless a profiler is recording (the benchmark reads them)
         with record_function("human3r.encoder"):
             feat, pos = encode_image(self.patch_embed, self.enc_blocks, self.enc_norm, img)
@@ -142,11 +157,11 @@ class Human3RNet(nn.Module):
             # Multi-HMR branch: DINOv2 on the ImageNet-normalised square image
             mean = torch.tensor(IMAGENET_MEAN, device=img.device).view(1, 3, 1, 1)
             std = torch.tensor(IMAGENET_STD, device=img.device).view(1, 3, 1, 1)
-            mhmr_feat = self.backbone((img_mhmr * 0.5 + 0.5 - mean) / std)
+            mhmr_feat = self.backbone(((img_mhmr.float() * 0.5 + 0.5 - mean) / std).to(dtype))
 
         with record_function("human3r.humans"):
             humans = tokenize_humans(
-                head, mhmr_feat, feat, (height, width), cfg.mhmr_img_res,
+                head, mhmr_feat.float(), feat.float(), (height, width), cfg.mhmr_img_res,
                 self.backbone.patch_size, cfg.patch_size, det_threshold,
             )
         n_humans = int(humans.view.numel())
@@ -155,7 +170,7 @@ class Human3RNet(nn.Module):
             image_summary = feat.mean(dim=1, keepdim=True)
             pose_query = self.pose_token if fresh else self.pose_retriever.read(image_summary, memory)
             pose_pos = torch.full((1, 1, 2), -1, dtype=pos.dtype, device=pos.device)
-            image_side = torch.cat((pose_query, self.decoder_embed(feat), humans.tok_fused[None]), dim=1)
+            image_side = torch.cat((pose_query, self.decoder_embed(feat), humans.tok_fused[None].to(dtype)), dim=1)
             image_pos = torch.cat((pose_pos, pos, pos[:, humans.cut3r_index]), dim=1)
             dec = run_decoder(
                 self.dec_blocks_state, self.dec_blocks, self.dec_norm_state, self.dec_norm,
@@ -169,13 +184,13 @@ class Human3RNet(nn.Module):
             depth = cfg.dec_depth
             n_img = last.shape[1] - n_humans
             head_layers = [
-                layers[0],
-                layers[depth * 2 // 4][:, 1:n_img],
-                layers[depth * 3 // 4][:, 1:n_img],
-                last[:, :n_img],
+                layers[0].float(),
+                layers[depth * 2 // 4][:, 1:n_img].float(),
+                layers[depth * 3 // 4][:, 1:n_img].float(),
+                last[:, :n_img].float(),
             ]
             dense = head.dense(head_layers, pos, (height, width), with_rgb, with_world_head)
-            tok_track = last[0, n_img:]
+            tok_track = last[0, n_img:].float()
             smpl = regress_smplx(head, torch.cat((tok_track, humans.tok_mhmr), dim=-1))
         return ViewOutput(
             dense=dense,

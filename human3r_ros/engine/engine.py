@@ -46,7 +46,7 @@ class Human3REngine:
     ):
         if reset_interval < 0:
             raise ValueError(f"reset_interval must be >= 0 (0 = never), got {reset_interval}")
-        self.net = net
+        self.net = net.release_unused(keep_rgb=with_rgb)  # the engine never asks for the world head
         self.device = next(net.parameters()).device
         self.body_model = body_model
         self.ttt3r = ttt3r

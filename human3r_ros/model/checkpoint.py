@@ -26,6 +26,7 @@ import json
 import pickle
 import re
 import typing
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,7 +183,9 @@ def _unpickling_reason(exc: Exception) -> str:
 def _torch_load(path: Path) -> Any:
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            # mmap: tensors stay file-backed until copied into the network, so loading does
+            # not hold the weights twice in memory (the zip format allows it; old files do not)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused to unpickle (the file holds objects that are not plain weights or "

@@ -106,6 +106,19 @@ class Human3RNet(nn.Module):
         self.downstream_head.float()
         return self
 
+    def release_unused(self, keep_rgb: bool = False, keep_world_head: bool = False) -> "Human3RNet":
+        """Free the weights inference never runs (the ray-map encoder) and the optional heads
+        that will not be asked for. They were loaded, so checkpoints stay strict; afterwards
+        they live on the meta device (no memory) and cannot be run."""
+        unused = [self.patch_embed_ray_map, self.enc_blocks_ray_map, self.enc_norm_ray_map]
+        if not keep_rgb:
+            unused.append(self.downstream_head.dpt_rgb)
+        if not keep_world_head:
+            unused += [self.downstream_head.dpt_cross, self.downstream_head.final_transform]
+        for module in unused:
+            module.to_empty(device="meta")
+        return self
+
     @property
     def compute_dtype(self) -> torch.dtype:
         return self.pose_token.dtype

@@ -254,6 +254,8 @@ class Human3RNode(LifecycleNode):
             raise FileNotFoundError(f"body_model_dir is not a folder: {s.body_model_dir}")
         import torch
 
+        if s.cpu_threads:
+            torch.set_num_threads(s.cpu_threads)
         device = s.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -27,6 +27,7 @@ class Settings:
     body_model_dir: str = ""
     device: str = "auto"
     precision: str = "fp32"
+    cpu_threads: int = 0
     image_size: int = 512
     ttt3r: bool = True
     reset_interval: int = 100
@@ -69,8 +70,12 @@ _SPECS = {
                        "meshes; body_<id> frames sit at the head joint instead of the pelvis).", {}),
     "device": ("Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N.",
                {"additional_constraints": "auto | cpu | cuda | cuda:N"}),
-    "precision": ("Network precision: fp32, fp16 or bf16 (fp16/bf16 for GPUs).",
+    "precision": ("Network precision: fp32 (the published numerics), fp16 or bf16 (transformers in half "
+                  "precision: half the memory, faster on GPUs and on CPUs with bf16 units; ~1e-2 deviation).",
                   {"additional_constraints": "fp32 | fp16 | bf16"}),
+    "cpu_threads": ("Torch CPU threads for the network (0 = torch's default). Fewer threads leave cores to "
+                    "the rest of the robot; on CPU-only machines this bounds the node's share.",
+                    _int_range(0, 1024)),
     "image_size": ("Long side of the model input in pixels (512 for the released checkpoints); the image "
                    "is then centre-cropped to multiples of 16. 224 (square-crop models) is not supported.",
                    _int_range(64, 1024, 16)),
@@ -105,8 +110,8 @@ _SPECS = {
 }
 
 # Read when the model is loaded.
-ON_CONFIGURE = frozenset({"checkpoint", "body_model_dir", "device", "precision", "image_size", "ttt3r",
-                          "reset_interval", "detection_threshold"})
+ON_CONFIGURE = frozenset({"checkpoint", "body_model_dir", "device", "precision", "cpu_threads", "image_size",
+                          "ttt3r", "reset_interval", "detection_threshold"})
 DEFAULTS = Settings()
 
 

@@ -398,15 +398,15 @@ def run_demo(checkpoint: str = "", body_model: str = "", out_dir: Path = DEFAULT
 
     params = {"checkpoint": str(ckpt), "body_model_dir": body_dir, "device": device, "image_size": image_size,
               "reliability": "reliable"}
-    threads = torch.get_num_threads()
     if demo_weights and device == "cpu":
         # The tiny demo network gains nothing from more threads, and on a busy machine
         # OpenMP threads waiting for each other make it many times slower.
-        torch.set_num_threads(1)
+        params["cpu_threads"] = 1
+    threads = torch.get_num_threads()
     try:
         recorded = _run_node(frames, params, domain_id, frame_timeout, report)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # the node ran in this process
 
     bag = out_dir / "outputs.mcap"
     _write_bag(bag, recorded, ckpt, demo_weights)

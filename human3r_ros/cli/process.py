@@ -23,10 +23,10 @@ import numpy as np
 from human3r_ros import __version__
 from human3r_ros.cli import CliError
 from human3r_ros.cli.sources import Frame, Window, is_bag, open_file_source
+from human3r_ros.engine.stream import StampedStream
 
 PROG = "human3r-process"
 log = logging.getLogger(PROG)
-_NS = 1_000_000_000
 
 
 # --------------------------------------------------------------------------- command line
@@ -240,36 +240,24 @@ def _load_engine(args):
 
 
 class StreamDriver:
-    """Feeds frames to the engine and results to the sink, as the node does with live images:
-    time going back (a looped recording) starts a new sequence, a repeated stamp is skipped, a
-    non-finite camera pose resets the state. Zero stamps (no clock) skip these checks."""
+    """Feeds frames to the engine, with the node's time rules (engine.stream), and results to
+    the sink; a new sequence after time went backwards starts a new path in the sink."""
 
     def __init__(self, engine, sink):
-        self.engine = engine
+        self.stream = StampedStream(engine)
         self.sink = sink
-        self._last_ns: Optional[int] = None
 
     def feed(self, frame: Frame) -> None:
-        stamp_ns = frame.stamp_ns
-        if stamp_ns and self._last_ns is not None and stamp_ns <= self._last_ns:
-            if stamp_ns == self._last_ns:
-                log.warning("%s: skipped, same stamp as the previous image", frame.where)
-                return
-            log.warning("time jumped back (%.3f s -> %.3f s) at %s: resetting, new world frame",
-                        self._last_ns / _NS, stamp_ns / _NS, frame.where)
-            self.engine.reset()
-            self.sink.new_sequence()
         try:
-            result = self.engine.step(frame.rgb, stamp=stamp_ns / _NS)
+            outcome = self.stream.step(frame.rgb, frame.stamp_ns)
         except (ValueError, TypeError) as exc:  # validate_image: dtype, layout, size
             raise CliError(f"{frame.where}: {exc}") from None
-        if not np.isfinite(result.c2w).all():
-            log.warning("%s: non-finite camera pose, frame dropped and state reset", frame.where)
-            self.engine.reset()
-            return
-        if stamp_ns:
-            self._last_ns = stamp_ns
-        self.sink.add(frame, result)
+        if outcome.note:
+            log.warning("%s: %s", frame.where, outcome.note)
+        if outcome.time_reset:
+            self.sink.new_sequence()
+        if outcome.result is not None:
+            self.sink.add(frame, outcome.result)
 
 
 def run_stream(engine, frames: Iterable[Frame], sink, progress=None) -> None:

@@ -22,7 +22,6 @@ from collections import deque
 from dataclasses import fields
 from typing import Optional
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
@@ -38,6 +37,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from human3r_msgs.msg import HumanArray
+from human3r_ros.engine.stream import StampedStream
 from human3r_ros.ros import conversions as conv
 from human3r_ros.ros import parameters as params
 
@@ -135,7 +135,7 @@ class Human3RNode(LifecycleNode):
 
         self._engine = None
         self._engine_lock = threading.Lock()  # the engine and the stream state below
-        self._last_stamp_ns: Optional[int] = None
+        self._stream: Optional[StampedStream] = None  # the engine with the stream's time rules
         self._path = Path()
         self._warned: set[str] = set()
 
@@ -187,7 +187,7 @@ class Human3RNode(LifecycleNode):
             self._set_error(f"configure failed: {exc}")
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self._last_stamp_ns = None
+        self._stream = StampedStream(self._engine)
         self._path = Path()
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
@@ -291,7 +291,7 @@ class Human3RNode(LifecycleNode):
             self.destroy_publisher(self._diag_pub)
             self._diag_timer = self._diag_pub = None
         with self._engine_lock:
-            engine, self._engine = self._engine, None
+            engine, self._engine, self._stream = self._engine, None, None
         if engine is not None:
             on_cuda = engine.device.type == "cuda"
             del engine
@@ -315,9 +315,8 @@ class Human3RNode(LifecycleNode):
 
     def _reset_stream(self) -> None:
         with self._engine_lock:
-            if self._engine is not None:
-                self._engine.reset()
-            self._last_stamp_ns = None
+            if self._stream is not None:
+                self._stream.reset()
             self._path = Path()
 
     # ------------------------------------------------------------------ streaming
@@ -348,37 +347,28 @@ class Human3RNode(LifecycleNode):
             self._skip(f"image skipped: {exc}")
             return
         with self._engine_lock:
-            engine = self._engine
-            if engine is None:
+            stream = self._stream
+            if stream is None:
                 return
             if stamp_ns == 0:
                 self._warn_once("zero_stamp", "images carry no stamp (0): outputs will too, and the "
                                 "time-going-backwards check is off")
-            elif self._last_stamp_ns is not None and stamp_ns <= self._last_stamp_ns:
-                if stamp_ns == self._last_stamp_ns:
-                    self._skip(f"image skipped: same stamp as the previous one ({stamp_ns} ns)")
-                    return
-                # A looping bag or a restarted source: start a new sequence instead of chaining it.
-                engine.reset()
+            stream.engine.max_people = s.max_people  # an output setting: may change while streaming
+            outcome = stream.step(rgb, stamp_ns)
+            if outcome.time_reset:  # a looping bag or a restarted source: a new sequence
                 self._path = Path()
-                note = (f"time went backwards ({self._last_stamp_ns * 1e-9:.3f} s -> {stamp_ns * 1e-9:.3f} s): "
-                        "state reset, new sequence")
-                self.get_logger().warning(note)
+                self.get_logger().warning(outcome.note)
                 with self._stats.lock:
                     self._stats.time_resets += 1
-                self._stats.remark(note, DiagnosticStatus.WARN)
-            engine.max_people = s.max_people  # an output setting: may change while streaming
-            result = engine.step(rgb, stamp=conv.stamp_to_seconds(stamp))
-            if not np.isfinite(result.c2w).all():
-                engine.reset()  # a non-finite pose poisons the recurrent state
-                self._skip("non-finite camera pose from the engine: frame skipped, state reset")
+                self._stats.remark(outcome.note, DiagnosticStatus.WARN)
+            result = outcome.result
+            if result is None:
+                self._skip(f"image skipped: {outcome.note}")
                 return
-            if stamp_ns != 0:
-                self._last_stamp_ns = stamp_ns
             pose = PoseStamped(header=Header(stamp=stamp, frame_id=s.world_frame), pose=conv.matrix_to_pose(result.c2w))
             conv.append_to_path(self._path, pose, s.path_max_length)
             path = Path(header=self._path.header, poses=list(self._path.poses))
-            faces = engine.faces
+            faces = stream.engine.faces
         self._publish(s, result, msg.header, rgb.shape[:2], path, faces)
         latency = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
         with self._stats.lock:

@@ -113,7 +113,9 @@ def test_fixture_frames_one_by_one(stream):
         assert frames == expected
     assert {stamp_to_ns(tr.header.stamp) for m in stream.h.snapshot("/tf") for tr in m.transforms} <= wanted
 
-    clouds = wait_until(lambda: stream.h.snapshot("/human3r/scene/points"), 5, "a scene cloud")
+    # clouds and markers are published after the HumanArray: wait for the last frame's too
+    clouds = wait_until(lambda: (c := stream.h.snapshot("/human3r/scene/points"))
+                        and {stamp_to_ns(m.header.stamp) for m in c} == wanted and c, 10, "a cloud per frame")
     last_cloud = clouds[-1]
     assert last_cloud.width > 0 and last_cloud.header.frame_id == "human3r_world"
     assert [f.name for f in last_cloud.fields] == ["x", "y", "z", "rgb"]
@@ -123,7 +125,9 @@ def test_fixture_frames_one_by_one(stream):
                        "a 6-pose camera path")
     assert [stamp_to_ns(p.header.stamp) for p in paths[-1].poses] == sorted(wanted)
 
-    markers = {stamp_to_ns(m.markers[0].header.stamp): m for m in stream.h.snapshot("/human3r/markers")}
+    markers = wait_until(lambda: (m := {stamp_to_ns(a.markers[0].header.stamp): a
+                                        for a in stream.h.snapshot("/human3r/markers")}).keys() == wanted and m,
+                         10, "markers for every frame")
     frame3 = markers[stamp_to_ns(stamp(stamps[3]))]
     assert frame3.markers[0].action == Marker.DELETEALL
     meshes = [m for m in frame3.markers if m.ns == "bodies"]

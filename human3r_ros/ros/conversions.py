@@ -71,17 +71,20 @@ def quaternion_to_rotation(quat: np.ndarray) -> np.ndarray:
     ], -2)
 
 
+def matrices_to_poses(matrices) -> list[Pose]:
+    """(n, 4, 4) rigid transforms -> geometry_msgs/Pose each (one vectorised rotation pass)."""
+    m = np.asarray(matrices, dtype=np.float64).reshape(-1, 4, 4)
+    quats = rotation_to_quaternion(m[:, :3, :3]).tolist()
+    return [Pose(position=Point(x=px, y=py, z=pz), orientation=Quaternion(x=x, y=y, z=z, w=w))
+            for (x, y, z, w), (px, py, pz) in zip(quats, m[:, :3, 3].tolist())]
+
+
 def matrix_to_pose(matrix: np.ndarray) -> Pose:
     """4x4 rigid transform -> geometry_msgs/Pose (position = translation)."""
-    t = np.asarray(matrix, dtype=np.float64)
-    x, y, z, w = rotation_to_quaternion(t[:3, :3]).tolist()
-    px, py, pz = t[:3, 3].tolist()
-    return Pose(position=Point(x=px, y=py, z=pz), orientation=Quaternion(x=x, y=y, z=z, w=w))
+    return matrices_to_poses(matrix)[0]
 
 
-def matrix_to_transform(matrix: np.ndarray, stamp: Time, parent: str, child: str) -> TransformStamped:
-    """4x4 pose of `child` in `parent` -> geometry_msgs/TransformStamped."""
-    pose = matrix_to_pose(matrix)
+def pose_to_transform(pose: Pose, stamp: Time, parent: str, child: str) -> TransformStamped:
     p = pose.position
     return TransformStamped(
         header=Header(stamp=stamp, frame_id=parent), child_frame_id=child,
@@ -89,11 +92,21 @@ def matrix_to_transform(matrix: np.ndarray, stamp: Time, parent: str, child: str
     )
 
 
+def matrix_to_transform(matrix: np.ndarray, stamp: Time, parent: str, child: str) -> TransformStamped:
+    """4x4 pose of `child` in `parent` -> geometry_msgs/TransformStamped."""
+    return pose_to_transform(matrix_to_pose(matrix), stamp, parent, child)
+
+
 # --------------------------------------------------------------------------- people
 
+def body_poses(people: Sequence) -> list[Pose]:
+    """Pose of each person's body_<id> frame in the world frame."""
+    return matrices_to_poses([body_frame_matrix(p) for p in people]) if people else []
+
+
 def body_transforms(people: Sequence, stamp: Time, world_frame: str, prefix: str) -> list[TransformStamped]:
-    return [matrix_to_transform(body_frame_matrix(p), stamp, world_frame, f"{prefix}{p.track_id}")
-            for p in people]
+    return [pose_to_transform(pose, stamp, world_frame, f"{prefix}{p.track_id}")
+            for p, pose in zip(people, body_poses(people))]
 
 
 def points_to_msgs(points: np.ndarray) -> list[Point]:
@@ -112,18 +125,19 @@ def boxes_to_rois(boxes: np.ndarray, input_hw: tuple[int, int],
             for x, y, w, h in boxes_to_input_rois(boxes, input_hw, to_input_pixels).tolist()]
 
 
-def person_to_msg(person, roi: RegionOfInterest, include_vertices: bool) -> Human:
-    """One engine Person -> human3r_msgs/Human (world frame)."""
+def person_to_msg(person, roi: RegionOfInterest, pose: Pose, global_orient: np.ndarray,
+                  include_vertices: bool) -> Human:
+    """One engine Person -> human3r_msgs/Human (world frame); `pose` from body_poses, and
+    `global_orient` the world-frame axis-angle of the body orientation."""
     msg = Human(id=int(person.track_id), score=float(person.score))
-    # The engine's global_orient is camera-relative; the message wants it in the world frame.
-    msg.global_orient = rotation_to_axis_angle(np.asarray(person.T_world_head)[:3, :3]).astype(np.float32)
+    msg.global_orient = np.asarray(global_orient, dtype=np.float32)
     msg.body_pose = np.asarray(person.body_pose, dtype=np.float32).reshape(63)
     msg.left_hand_pose = np.asarray(person.left_hand_pose, dtype=np.float32).reshape(45)
     msg.right_hand_pose = np.asarray(person.right_hand_pose, dtype=np.float32).reshape(45)
     msg.jaw_pose = np.asarray(person.jaw_pose, dtype=np.float32).reshape(3)
     msg.betas = np.asarray(person.betas, dtype=np.float32).reshape(10)
     msg.expression = np.asarray(person.expression, dtype=np.float32).reshape(10)
-    msg.pose = matrix_to_pose(body_frame_matrix(person))
+    msg.pose = pose
     hx, hy, hz = np.asarray(person.head_position_world, dtype=np.float64).tolist()
     msg.head_position = Point(x=hx, y=hy, z=hz)
     if getattr(person, "joints_world", None) is not None:
@@ -138,9 +152,12 @@ def frame_to_human_array(result, people: Sequence, header: Header, *, input_hw: 
                          to_input_pixels=None, include_vertices: bool = False) -> HumanArray:
     """FrameResult (+ the people to publish) -> human3r_msgs/HumanArray."""
     rois = boxes_to_rois(people_boxes_model_px(result, people), input_hw, to_input_pixels)
+    # The engine's global_orient is camera-relative; the message wants it in the world frame.
+    orients = rotation_to_axis_angle(np.array([np.asarray(p.T_world_head)[:3, :3] for p in people]).reshape(-1, 3, 3))
     return HumanArray(
         header=header, camera_pose=matrix_to_pose(result.c2w),
-        humans=[person_to_msg(p, roi, include_vertices) for p, roi in zip(people, rois)],
+        humans=[person_to_msg(p, roi, pose, orient, include_vertices)
+                for p, roi, pose, orient in zip(people, rois, body_poses(people), orients)],
     )
 
 

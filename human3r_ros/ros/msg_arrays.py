@@ -25,13 +25,14 @@ class UnsupportedEncodingError(ImageConversionError):
     """The message's encoding is not an 8-bit colour or grayscale camera image."""
 
 
-# encoding -> (channels, channel indices giving R, G, B); 8 bits per channel only, as for files
+# encoding -> (channels, channels giving R, G, B); 8 bits per channel only, as for files.
+# Basic slices keep the selection a view (a list index would copy element by element).
 _RAW_ENCODINGS = {
-    "rgb8": (3, (0, 1, 2)),
-    "bgr8": (3, (2, 1, 0)),
-    "rgba8": (4, (0, 1, 2)),
-    "bgra8": (4, (2, 1, 0)),
-    "mono8": (1, (0, 0, 0)),
+    "rgb8": (3, slice(0, 3)),
+    "bgr8": (3, slice(2, None, -1)),
+    "rgba8": (4, slice(0, 3)),
+    "bgra8": (4, slice(2, None, -1)),
+    "mono8": (1, None),
 }
 SUPPORTED_ENCODINGS = tuple(_RAW_ENCODINGS)
 
@@ -47,7 +48,7 @@ def raw_image_to_rgb(msg) -> np.ndarray:
             f"image encoding '{msg.encoding}' is not supported; accepted: {', '.join(SUPPORTED_ENCODINGS)} "
             "(16-bit, depth, floating-point, YUV and Bayer images must be converted to 8-bit colour first)"
         )
-    channels, rgb_index = layout
+    channels, rgb_channels = layout
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height == 0 or width == 0:
         raise ImageConversionError(f"empty image ({height}x{width})")
@@ -61,7 +62,9 @@ def raw_image_to_rgb(msg) -> np.ndarray:
         raise ImageConversionError(f"image data has {data.size} bytes, {height} rows of step {step} need {needed}")
     # A strided view skips the row padding without copying.
     pixels = np.ndarray((height, width, channels), dtype=np.uint8, buffer=data, strides=(step, channels, 1))
-    return np.ascontiguousarray(pixels[..., list(rgb_index)])
+    if rgb_channels is None:  # mono8: grey in all three channels
+        return np.repeat(pixels, 3, axis=2)
+    return np.ascontiguousarray(pixels[..., rgb_channels])
 
 
 def compressed_image_to_rgb(msg) -> np.ndarray:
@@ -230,11 +233,14 @@ def cloud_points(points: np.ndarray, colours: np.ndarray, *, conf: Optional[np.n
     if human_mask is not None:
         keep &= np.asarray(human_mask)[::stride, ::stride].reshape(-1) < mask_threshold
     idx = np.flatnonzero(keep)
-    xyz = pts[idx]
-    # little-endian 0x00RRGGBB is the bytes B, G, R, 0
-    bgr0 = np.zeros((len(idx), 4), dtype=np.uint8)
-    bgr0[:, :3] = np.asarray(colours, dtype=np.uint8)[::stride, ::stride].reshape(-1, 3)[idx][:, ::-1]
     packed = np.empty((len(idx), 4), dtype=np.float32)
-    packed[:, :3] = xyz
-    packed[:, 3] = bgr0.view(np.float32)[:, 0]
-    return packed[np.isfinite(xyz).all(axis=1)].view(CLOUD_POINT_DTYPE)[:, 0]
+    packed[:, :3] = pts[idx]
+    col = np.asarray(colours, dtype=np.uint8)[::stride, ::stride].reshape(-1, 3)[idx]
+    rgb = packed[:, 3].view(np.uint32)  # RViz's packed 0x00RRGGBB, in the float field's bytes
+    np.left_shift(col[:, 0], 16, out=rgb, dtype=np.uint32)
+    rgb |= col[:, 1].astype(np.uint32) << 8
+    rgb |= col[:, 2]
+    finite = np.isfinite(packed[:, :3]).all(axis=1)
+    if not finite.all():
+        packed = packed[finite]
+    return packed.view(CLOUD_POINT_DTYPE)[:, 0]

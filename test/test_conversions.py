@@ -17,7 +17,8 @@ from visualization_msgs.msg import Marker  # noqa: E402
 
 from human3r_ros.engine.frame_result import FrameResult, Person  # noqa: E402
 from human3r_ros.engine.preprocess import resize_and_crop  # noqa: E402
-from human3r_ros.engine.smplx_pose import axis_angle_to_rotmat  # noqa: E402
+from human3r_ros.engine.smplx_pose import axis_angle_to_rotmat, rotmat_to_axis_angle  # noqa: E402
+from human3r_ros.model.postprocess import quaternion_to_rotation as quaternion_to_rotation_wxyz  # noqa: E402
 from human3r_ros.ros import conversions as conv  # noqa: E402
 
 RNG = np.random.default_rng(7)
@@ -91,24 +92,25 @@ def test_compressed_images():
 
 # ----------------------------------------------------------------------------- rotations
 
+def quaternion_to_rotation(q):
+    """(x, y, z, w) -> matrix, through the model's own (w, x, y, z) conversion."""
+    q = torch.as_tensor(np.asarray(q, dtype=np.float64))
+    return quaternion_to_rotation_wxyz(q[..., [3, 0, 1, 2]]).numpy()
+
+
 def random_rotations(n):
     q = RNG.normal(size=(n, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    return conv.quaternion_to_rotation(q)
+    return quaternion_to_rotation(q)
 
 
-def test_quaternion_round_trip_and_axis_angle():
+def test_quaternion_round_trip():
     # random rotations plus the hard cases: identity and half turns about each axis
     rots = np.concatenate([random_rotations(200), np.eye(3)[None], np.diag([1, -1, -1])[None],
                            np.diag([-1, 1, -1])[None], np.diag([-1, -1, 1])[None]])
     q = conv.rotation_to_quaternion(rots)
     assert np.allclose(np.linalg.norm(q, axis=1), 1) and (q[:, 3] >= 0).all()
-    assert np.abs(conv.quaternion_to_rotation(q) - rots).max() < 1e-12
-    rotvec = conv.rotation_to_axis_angle(rots)
-    assert (np.linalg.norm(rotvec, axis=1) <= np.pi + 1e-9).all()
-    # an independent Rodrigues implementation (the engine's) gives the matrices back
-    back = axis_angle_to_rotmat(torch.from_numpy(rotvec)).numpy()
-    assert np.abs(back - rots).max() < 1e-9
+    assert np.abs(quaternion_to_rotation(q) - rots).max() < 1e-12
 
 
 def test_matrix_to_transform():
@@ -120,7 +122,7 @@ def test_matrix_to_transform():
     assert tf.header.stamp == HEADER.stamp
     t, r = tf.transform.translation, tf.transform.rotation
     assert (t.x, t.y, t.z) == (1.0, -2.0, 3.5)
-    assert np.abs(conv.quaternion_to_rotation([r.x, r.y, r.z, r.w]) - matrix[:3, :3]).max() < 1e-12
+    assert np.abs(quaternion_to_rotation([r.x, r.y, r.z, r.w]) - matrix[:3, :3]).max() < 1e-12
 
 
 # ----------------------------------------------------------------------------- frame results from the fixture
@@ -145,7 +147,9 @@ def fixture_frame(io, i: int, with_body: bool = True) -> FrameResult:
                     vertices_cam=io["hf_verts_cam"][r], joints_cam=io["hf_joints_cam"][r]) if with_body else {}
         people.append(Person(
             track_id=int(io["hf_smpl_id"][r]), score=0.5 + 0.01 * len(people),
-            global_orient=io["hf_global_orient"][r], body_pose=io["hf_body_pose"][r],
+            global_orient=io["hf_global_orient"][r],
+            global_orient_world=rotmat_to_axis_angle(torch.from_numpy(r_world.astype(np.float64))).numpy(),
+            body_pose=io["hf_body_pose"][r],
             left_hand_pose=io["hf_left_hand_pose"][r], right_hand_pose=io["hf_right_hand_pose"][r],
             jaw_pose=io["hf_jaw_pose"][r], betas=io["hf_betas"][r], expression=io["hf_expression"][r],
             head_position_cam=io["hf_transl_cam"][r], head_position_world=t_world,
@@ -182,7 +186,7 @@ def test_human_array_from_frame_result(io):
         q = human.pose.orientation
         # body_<id> has REP-155 axes: x forward (SMPL-X z), y left (SMPL-X x), z up (SMPL-X y)
         rep155 = io["hf_R_world"][r] @ np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]])
-        assert_close_ref(conv.quaternion_to_rotation([q.x, q.y, q.z, q.w]), rep155, "body orient")
+        assert_close_ref(quaternion_to_rotation([q.x, q.y, q.z, q.w]), rep155, "body orient")
         joints = np.array([[p.x, p.y, p.z] for p in human.joints])
         assert_close_ref(joints, io["hf_joints_world"][r], "joints")
         assert_close_ref(np.asarray(human.vertices).reshape(-1, 3), io["hf_verts_world"][r], "vertices")

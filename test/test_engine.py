@@ -4,10 +4,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from helpers import assert_close_ref
 from human3r_ros.engine import Human3REngine
 from human3r_ros.engine.npz_schema import to_npz_dict
+from human3r_ros.engine.smplx_pose import axis_angle_to_rotmat
 
 FRAME_KEYS = [
     "frame_pts3d_world", "frame_conf_world", "frame_depth", "frame_c2w", "frame_focal", "frame_pp",
@@ -46,6 +48,14 @@ def test_step_by_step_matches_reference(reference_dir, case):
     results = [engine.step(frame, stamp=0.1 * i) for i, frame in enumerate(z["frames_uint8"])]
     assert [r.index for r in results] == list(range(len(z["frames_uint8"])))
     assert_matches_reference(to_npz_dict(results), z)
+
+
+def test_world_orientation_of_people(reference_dir):
+    z = np.load(reference_dir / "tiny_plain_io.npz")
+    engine = make_engine(reference_dir, "plain", with_body=False)
+    people = [p for frame in z["frames_uint8"] for p in engine.step(frame).people]
+    rotations = axis_angle_to_rotmat(torch.from_numpy(np.stack([p.global_orient_world for p in people])))
+    assert_close_ref(rotations.numpy(), z["hf_R_world"], "R_world from global_orient_world")
 
 
 def test_reset_restarts_the_stream(reference_dir):

@@ -88,7 +88,7 @@ class BagMessages:
             "human3r_msgs/msg/Human",
             id=int(person.track_id), score=float(person.score),
             # The engine's global_orient is camera-relative; the message wants the world frame.
-            global_orient=arrays.rotation_to_axis_angle(np.asarray(person.T_world_head)[:3, :3]).astype(np.float32),
+            global_orient=np.asarray(person.global_orient_world, dtype=np.float32),
             body_pose=_f32(person.body_pose, 63), left_hand_pose=_f32(person.left_hand_pose, 45),
             right_hand_pose=_f32(person.right_hand_pose, 45), jaw_pose=_f32(person.jaw_pose, 3),
             betas=_f32(person.betas, 10), expression=_f32(person.expression, 10),

@@ -26,6 +26,7 @@ class Person:
     track_id: persistent id from :class:`~human3r_ros.engine.tracker.HumanTracker`.
     score: detection score in [0, 1] of the Multi-HMR grid cell.
     global_orient (3,): body orientation in the camera frame, axis-angle.
+    global_orient_world (3,): the same orientation in the world frame.
     body_pose (21,3), left_hand_pose (15,3), right_hand_pose (15,3),
     jaw_pose (3,): SMPL-X joint-local axis-angle rotations.
     betas (10,), expression (10,): SMPL-X shape / expression coefficients.
@@ -48,6 +49,7 @@ class Person:
     track_id: int
     score: float
     global_orient: np.ndarray
+    global_orient_world: np.ndarray
     body_pose: np.ndarray
     left_hand_pose: np.ndarray
     right_hand_pose: np.ndarray
@@ -147,6 +149,7 @@ def build_people(people: SmplxPeople, track_ids, scores, image_locations, detect
             track_id=int(track_ids[i]),
             score=float(scores[i]),
             global_orient=people.global_orient[i],
+            global_orient_world=people.global_orient_world[i],
             body_pose=people.body_pose[i],
             left_hand_pose=people.left_hand_pose[i],
             right_hand_pose=people.right_hand_pose[i],

@@ -138,6 +138,7 @@ class SmplxPeople:
     """
 
     global_orient: np.ndarray
+    global_orient_world: np.ndarray
     body_pose: np.ndarray
     left_hand_pose: np.ndarray
     right_hand_pose: np.ndarray
@@ -218,6 +219,7 @@ def people_pose_from_network(rotmat, betas, transl_cam, expression, c2w) -> tupl
     r_world_np = r_world.numpy()
     people = SmplxPeople(
         global_orient=groups["global_orient"].numpy(),
+        global_orient_world=rotmat_to_axis_angle(r_world).numpy(),
         body_pose=groups["body_pose"].numpy(),
         left_hand_pose=groups["left_hand_pose"].numpy(),
         right_hand_pose=groups["right_hand_pose"].numpy(),

@@ -44,7 +44,6 @@ from human3r_ros.ros.msg_arrays import (  # noqa: F401
     people_boxes_model_px,
     person_is_finite,
     raw_image_to_rgb as image_to_rgb,
-    rotation_to_axis_angle,
     rotation_to_quaternion,
 )
 
@@ -60,16 +59,6 @@ def stamp_to_seconds(stamp: Time) -> float:
 
 
 # --------------------------------------------------------------------------- rotations and poses
-
-def quaternion_to_rotation(quat: np.ndarray) -> np.ndarray:
-    """Unit quaternions (..., 4) (x, y, z, w) -> rotation matrices (..., 3, 3)."""
-    x, y, z, w = np.moveaxis(np.asarray(quat, dtype=np.float64), -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
-
 
 def matrices_to_poses(matrices) -> list[Pose]:
     """(n, 4, 4) rigid transforms -> geometry_msgs/Pose each (one vectorised rotation pass)."""
@@ -125,12 +114,10 @@ def boxes_to_rois(boxes: np.ndarray, input_hw: tuple[int, int],
             for x, y, w, h in boxes_to_input_rois(boxes, input_hw, to_input_pixels).tolist()]
 
 
-def person_to_msg(person, roi: RegionOfInterest, pose: Pose, global_orient: np.ndarray,
-                  include_vertices: bool) -> Human:
-    """One engine Person -> human3r_msgs/Human (world frame); `pose` from body_poses, and
-    `global_orient` the world-frame axis-angle of the body orientation."""
+def person_to_msg(person, roi: RegionOfInterest, pose: Pose, include_vertices: bool) -> Human:
+    """One engine Person -> human3r_msgs/Human (world frame); `pose` from body_poses."""
     msg = Human(id=int(person.track_id), score=float(person.score))
-    msg.global_orient = np.asarray(global_orient, dtype=np.float32)
+    msg.global_orient = np.asarray(person.global_orient_world, dtype=np.float32)
     msg.body_pose = np.asarray(person.body_pose, dtype=np.float32).reshape(63)
     msg.left_hand_pose = np.asarray(person.left_hand_pose, dtype=np.float32).reshape(45)
     msg.right_hand_pose = np.asarray(person.right_hand_pose, dtype=np.float32).reshape(45)
@@ -152,12 +139,10 @@ def frame_to_human_array(result, people: Sequence, header: Header, *, input_hw: 
                          to_input_pixels=None, include_vertices: bool = False) -> HumanArray:
     """FrameResult (+ the people to publish) -> human3r_msgs/HumanArray."""
     rois = boxes_to_rois(people_boxes_model_px(result, people), input_hw, to_input_pixels)
-    # The engine's global_orient is camera-relative; the message wants it in the world frame.
-    orients = rotation_to_axis_angle(np.array([np.asarray(p.T_world_head)[:3, :3] for p in people]).reshape(-1, 3, 3))
     return HumanArray(
         header=header, camera_pose=matrix_to_pose(result.c2w),
-        humans=[person_to_msg(p, roi, pose, orient, include_vertices)
-                for p, roi, pose, orient in zip(people, rois, body_poses(people), orients)],
+        humans=[person_to_msg(p, roi, pose, include_vertices)
+                for p, roi, pose in zip(people, rois, body_poses(people))],
     )
 
 

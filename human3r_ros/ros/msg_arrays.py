@@ -110,16 +110,6 @@ def rotation_to_quaternion(rotation: np.ndarray) -> np.ndarray:
     return np.where(quat[..., 3:] < 0, -quat, quat)
 
 
-def rotation_to_axis_angle(rotation: np.ndarray) -> np.ndarray:
-    """Rotation matrices (..., 3, 3) -> axis-angle vectors (..., 3), angle in [0, pi]."""
-    quat = rotation_to_quaternion(rotation)
-    sin_half = np.linalg.norm(quat[..., :3], axis=-1, keepdims=True)
-    angle = 2.0 * np.arctan2(sin_half, quat[..., 3:])
-    # angle / sin(angle / 2) -> 2 at the identity; avoids 0/0.
-    scale = np.where(sin_half > 1e-12, angle / np.maximum(sin_half, 1e-12), 2.0)
-    return quat[..., :3] * scale
-
-
 # --------------------------------------------------------------------------- people
 
 

@@ -367,7 +367,10 @@ class Human3RNode(LifecycleNode):
                 return
             pose = PoseStamped(header=Header(stamp=stamp, frame_id=s.world_frame), pose=conv.matrix_to_pose(result.c2w))
             conv.append_to_path(self._path, pose, s.path_max_length)
-            path = Path(header=self._path.header, poses=list(self._path.poses))
+            # a long path is the costliest message after the cloud: copy it only for listeners
+            pubs = self._pubs
+            listened = s.publish_path and "path" in pubs and pubs["path"].get_subscription_count() > 0
+            path = Path(header=self._path.header, poses=list(self._path.poses)) if listened else None
             faces = stream.engine.faces
         self._publish(s, result, msg.header, rgb.shape[:2], path, faces)
         latency = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
@@ -376,7 +379,7 @@ class Human3RNode(LifecycleNode):
             self._stats.finish_times.append(time.monotonic())
             self._stats.latency_s = latency
 
-    def _publish(self, s: params.Settings, result, image_header, input_hw, path: Path, faces) -> None:
+    def _publish(self, s: params.Settings, result, image_header, input_hw, path: Optional[Path], faces) -> None:
         pubs = self._pubs
         if not pubs:
             return  # deactivated meanwhile
@@ -398,7 +401,7 @@ class Human3RNode(LifecycleNode):
                 result.pts3d_world, conv.frame_colours(result), header, conf=result.conf,
                 conf_threshold=s.cloud_confidence_threshold, stride=s.cloud_decimation,
                 human_mask=result.human_mask if s.cloud_remove_humans else None))
-        if s.publish_path:
+        if path is not None:
             pubs["path"].publish(path)
         if s.publish_markers and pubs["markers"].get_subscription_count() > 0:
             pubs["markers"].publish(conv.people_markers(people, header, faces))

@@ -73,6 +73,16 @@ class Source:
 
     total: Optional[int] = None
 
+    def _set_window(self, window: Window, fps: float, available: Optional[int]) -> None:
+        """Frame-indexed sources: frames `_first` .. `_stop` of `available` at `fps`."""
+        self.window = window
+        self.fps = fps
+        self._first, self._stop = window.frame_range(fps)
+        self.total = _count(self._first, self._stop, available)
+
+    def _stamp_ns(self, index: int) -> int:
+        return round(index * _NS / self.fps)
+
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
 
@@ -92,17 +102,14 @@ class VideoSource(Source):
     def __init__(self, path: Path, window: Window, fps: Optional[float] = None):
         import cv2
 
-        self._cv2 = cv2
         self.path = path
         self._cap = cv2.VideoCapture(str(path))
         if not self._cap.isOpened():
             raise CliError(f"cannot open {path} as a video (unknown format, unsupported codec or not a video file)")
         file_fps = self._cap.get(cv2.CAP_PROP_FPS)
-        self.fps = fps or (file_fps if file_fps and file_fps > 0 else DEFAULT_FPS)
         frames = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        self._first, self._stop = window.frame_range(self.fps)
-        self.total = _count(self._first, self._stop, frames if frames > 0 else None)  # container estimate
-        self.window = window
+        self._set_window(window, fps or (file_fps if file_fps and file_fps > 0 else DEFAULT_FPS),
+                         frames if frames > 0 else None)  # the container's count is an estimate
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
@@ -113,7 +120,7 @@ class VideoSource(Source):
                     raise CliError(f"{self.path}: no frame could be decoded (empty or unreadable video)")
                 break
             if index >= self._first:
-                yield Frame(index, round(index * _NS / self.fps), np.ascontiguousarray(bgr[..., ::-1]),
+                yield Frame(index, self._stamp_ns(index), np.ascontiguousarray(bgr[..., ::-1]),
                             f"{self.path} frame {index}")
             index += 1
 
@@ -157,19 +164,16 @@ class FolderSource(Source):
 
     def __init__(self, path: Path, window: Window, fps: Optional[float] = None):
         self.path = path
-        self.fps = fps or DEFAULT_FPS
         self.files = sorted((f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
                             key=lambda f: _natural_key(f.name))
         if not self.files:
             raise CliError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-        self._first, self._stop = window.frame_range(self.fps)
-        self.total = _count(self._first, self._stop, len(self.files))
-        self.window = window
+        self._set_window(window, fps or DEFAULT_FPS, len(self.files))
 
     def __iter__(self) -> Iterator[Frame]:
         for index in range(self._first, self._first + self.total):
             file = self.files[index]
-            yield Frame(index, round(index * _NS / self.fps), read_image_file(file), str(file))
+            yield Frame(index, self._stamp_ns(index), read_image_file(file), str(file))
 
 
 class ArraySource(Source):
@@ -179,7 +183,6 @@ class ArraySource(Source):
 
     def __init__(self, path: Path, window: Window, fps: Optional[float] = None):
         self.path = path
-        self.fps = fps or DEFAULT_FPS
         try:
             with np.load(path, allow_pickle=False) as z:
                 if self.KEY not in z.files:
@@ -190,13 +193,11 @@ class ArraySource(Source):
             raise CliError(f"{path}: cannot read as .npz: {exc}") from None
         if self.frames.ndim not in (3, 4) or len(self.frames) == 0:
             raise CliError(f"{path}: '{self.KEY}' has shape {self.frames.shape}; expected N x H x W x 3 with N >= 1")
-        self._first, self._stop = window.frame_range(self.fps)
-        self.total = _count(self._first, self._stop, len(self.frames))
-        self.window = window
+        self._set_window(window, fps or DEFAULT_FPS, len(self.frames))
 
     def __iter__(self) -> Iterator[Frame]:
         for index in range(self._first, self._first + self.total):
-            yield Frame(index, round(index * _NS / self.fps), self.frames[index], f"{self.path} frame {index}")
+            yield Frame(index, self._stamp_ns(index), self.frames[index], f"{self.path} frame {index}")
 
 
 def open_file_source(path: Path, window: Window, fps: Optional[float] = None):

@@ -84,10 +84,6 @@ class Human3REngine:
     def faces(self) -> np.ndarray | None:
         return None if self.body_model is None else self.body_model.faces
 
-    @property
-    def frames_seen(self) -> int:
-        return self._count
-
     def reset(self) -> None:
         """Forget the scene, the camera trajectory and the tracks; the next image starts anew."""
         state, memory = self.net.initial_state()

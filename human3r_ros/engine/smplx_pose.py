@@ -164,10 +164,6 @@ class SmplxPeople:
     def __len__(self) -> int:
         return int(self.transl_cam.shape[0])
 
-    @property
-    def has_meshes(self) -> bool:
-        return self.verts_cam is not None
-
 
 def split_axis_angle(rotvec: torch.Tensor) -> dict:
     """(n,53,3) axis-angle -> SMPL-X parameter groups (torch tensors)."""

@@ -37,6 +37,7 @@ def run_case(case: dict) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from human3r_ros.engine.cpu_memory import keep_freed_memory
     from human3r_ros.engine.recurrent import RecurrentState, advance
     from human3r_ros.model import PRECISION_DTYPES, build_model, load_checkpoint
 
@@ -58,6 +59,8 @@ def run_case(case: dict) -> dict:
     full = case["path"] == "reference-equivalent"
     if not full:
         net.release_unused()  # as the engine does
+        if device == "cpu":
+            keep_freed_memory()  # as the engine does
 
     state = RecurrentState.initial(*net.initial_state())
     threshold = 0.3

@@ -13,6 +13,7 @@ from human3r_ros.model.network import Human3RNet, ViewOutput
 from human3r_ros.model.postprocess import pose_encoding_to_c2w
 
 from .body_model import BodyModel
+from .cpu_memory import keep_freed_memory
 from .frame_result import FrameResult, build_people
 from .geometry import PoseChainer, frame_geometry
 from .preprocess import PreparedView, preprocess_frame
@@ -43,11 +44,14 @@ class Human3REngine:
         det_threshold: float = 0.3,
         max_people: int = 0,
         with_rgb: bool = False,
+        keep_cpu_memory: bool = True,
     ):
         if reset_interval < 0:
             raise ValueError(f"reset_interval must be >= 0 (0 = never), got {reset_interval}")
         self.net = net.release_unused(keep_rgb=with_rgb)  # the engine never asks for the world head
         self.device = next(net.parameters()).device
+        if keep_cpu_memory and self.device.type == "cpu":
+            keep_freed_memory()  # process-wide; see engine.cpu_memory
         self.body_model = body_model
         self.ttt3r = ttt3r
         self.reset_interval = reset_interval

@@ -87,13 +87,12 @@ def run_decoder(
     layers = [encoder_tokens]
     layer_means = []
     for blk_state, blk_image in zip(state_blocks, image_blocks):
-        new_state, logits = blk_state(state, image_side, state_pos, image_pos, want_gate)
+        new_state, logit_mean = blk_state(state, image_side, state_pos, image_pos, want_gate)
         image_side, _ = blk_image(image_side, state, image_pos, state_pos)
         state = new_state
         layers.append(image_side)
         if want_gate:
-            # reduce each layer's [B, heads, S, N] logits at once: only their mean is needed
-            layer_means.append(logits.mean(dim=(1, 3)))
+            layer_means.append(logit_mean)
     layers[-1] = image_norm(layers[-1])
     gate = None
     if want_gate:

@@ -54,8 +54,9 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim)
 
     def forward(self, x):
-        x = x + self.ls1(self.attn(self.norm1(x)))
-        return x + self.ls2(self.mlp(self.norm2(x)))
+        x = x + self.ls1(self.attn(self.norm1(x)))  # a new tensor, then in place (as vit.EncoderBlock)
+        x += self.ls2(self.mlp(self.norm2(x)))
+        return x
 
 
 class DinoV2Encoder(nn.Module):

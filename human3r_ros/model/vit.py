@@ -73,9 +73,18 @@ class RoPE2D(nn.Module):
         out_dtype = tokens.dtype
         cos, sin = self._table(pos, tokens.shape[-1])
         x = tokens.to(self.compute_dtype)
-        quarters = x.unflatten(-1, (2, 2, -1))
-        swapped = torch.cat((quarters[..., 1:, :], quarters[..., :1, :]), dim=-2).flatten(-3)
-        return (x * cos + swapped * sin).to(out_dtype)
+        if self.compute_dtype == torch.float16:
+            # the published encoder's exact sequence: every product and the sum rounded to fp16
+            quarters = x.unflatten(-1, (2, 2, -1))
+            swapped = torch.cat((quarters[..., 1:, :], quarters[..., :1, :]), dim=-2).flatten(-3)
+            return (x * cos + swapped * sin).to(out_dtype)
+        # same arithmetic without materialising the swapped copy: x*cos, then each quarter
+        # gains its partner quarter times the signed sin
+        out = x * cos
+        parts, x_parts, sin_parts = (t.unflatten(-1, (2, 2, -1)) for t in (out, x, sin))
+        parts[..., 0, :].addcmul_(x_parts[..., 1, :], sin_parts[..., 0, :])
+        parts[..., 1, :].addcmul_(x_parts[..., 0, :], sin_parts[..., 1, :])
+        return out.to(out_dtype)
 
 
 class Mlp(nn.Module):
@@ -123,7 +132,7 @@ class Attention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Cross-attention; can also return the pre-softmax logits (needed by the TTT3R gate)."""
+    """Cross-attention; can also return the mean of its pre-softmax logits (the TTT3R gate)."""
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, rope: RoPE2D | None = None):
         super().__init__()
@@ -135,7 +144,8 @@ class CrossAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.rope = rope
 
-    def forward(self, query, key_value, qpos, kpos, return_logits: bool = False):
+    def forward(self, query, key_value, qpos, kpos, mean_logits: bool = False):
+        """-> (output, [B, Nq] mean over heads and keys of the logits q.k*scale, or None)."""
         q = _heads(self.projq(query), self.num_heads)
         k = _heads(self.projk(key_value), self.num_heads)
         v = _heads(self.projv(key_value), self.num_heads)
@@ -144,14 +154,13 @@ class CrossAttention(nn.Module):
                 q = self.rope(q, qpos)
             if kpos is not None:
                 k = self.rope(k, kpos)
-        if return_logits:
-            # explicit softmax (as the reference's TTT3R path) so the logits are the same ones
-            logits = (q @ k.transpose(-2, -1)) * self.scale
-            out = logits.softmax(dim=-1) @ v
-        else:
-            logits = None
-            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
-        return self.proj(_merge_heads(out)), logits
+        logit_mean = None
+        if mean_logits:
+            # logits are linear in k: their mean over keys is q against the mean key, so the
+            # [B, heads, Nq, Nk] logits never need to exist and attention stays fused
+            logit_mean = torch.einsum("bhqd,bhd->bq", q, k.mean(dim=2)) * (self.scale / self.num_heads)
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        return self.proj(_merge_heads(out)), logit_mean
 
 
 class EncoderBlock(nn.Module):
@@ -165,8 +174,9 @@ class EncoderBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), pos)
-        return x + self.mlp(self.norm2(x))
+        x = x + self.attn(self.norm1(x), pos)  # a new tensor: the caller's x stays intact
+        x += self.mlp(self.norm2(x))  # then in place (inference only): one token-map copy less
+        return x
 
 
 class DecoderBlock(nn.Module):
@@ -182,11 +192,12 @@ class DecoderBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.norm_y = layer_norm(dim)
 
-    def forward(self, x, y, xpos, ypos, return_logits: bool = False):
-        x = x + self.attn(self.norm1(x), xpos)
-        cross, logits = self.cross_attn(self.norm2(x), self.norm_y(y), xpos, ypos, return_logits)
-        x = x + cross
-        return x + self.mlp(self.norm3(x)), logits
+    def forward(self, x, y, xpos, ypos, mean_logits: bool = False):
+        x = x + self.attn(self.norm1(x), xpos)  # a new tensor (see EncoderBlock), then in place
+        cross, logit_mean = self.cross_attn(self.norm2(x), self.norm_y(y), xpos, ypos, mean_logits)
+        x += cross
+        x += self.mlp(self.norm3(x))
+        return x, logit_mean
 
 
 class ModulatedLayerNorm(nn.Module):
@@ -213,8 +224,9 @@ class ConditionedBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x, cond), pos)
-        return x + self.mlp(self.norm2(x, cond))
+        x = x + self.attn(self.norm1(x, cond), pos)  # a new tensor (see EncoderBlock), then in place
+        x += self.mlp(self.norm2(x, cond))
+        return x
 
 
 class PatchEmbed(nn.Module):

@@ -37,6 +37,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from human3r_msgs.msg import HumanArray
+from human3r_ros.engine.cpu_memory import keep_freed_memory
 from human3r_ros.engine.stream import StampedStream
 from human3r_ros.ros import conversions as conv
 from human3r_ros.ros import parameters as params
@@ -479,6 +480,8 @@ def memory_figures(device: str) -> dict:
 
 
 def main(args=None) -> int:
+    # before rclpy starts its threads, so that every thread shares the one tuned heap
+    keep_freed_memory()
     rclpy.init(args=args)
     try:
         node = Human3RNode()

@@ -113,11 +113,11 @@ def test_quaternion_round_trip():
     assert np.abs(quaternion_to_rotation(q) - rots).max() < 1e-12
 
 
-def test_matrix_to_transform():
+def test_matrix_to_pose_and_transform():
     matrix = np.eye(4)
     matrix[:3, :3] = random_rotations(1)[0]
     matrix[:3, 3] = [1.0, -2.0, 3.5]
-    tf = conv.matrix_to_transform(matrix, HEADER.stamp, "human3r_world", "human3r_camera")
+    tf = conv.pose_to_transform(conv.matrix_to_pose(matrix), HEADER.stamp, "human3r_world", "human3r_camera")
     assert (tf.header.frame_id, tf.child_frame_id) == ("human3r_world", "human3r_camera")
     assert tf.header.stamp == HEADER.stamp
     t, r = tf.transform.translation, tf.transform.rotation

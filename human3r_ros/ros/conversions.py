@@ -74,16 +74,12 @@ def matrix_to_pose(matrix: np.ndarray) -> Pose:
 
 
 def pose_to_transform(pose: Pose, stamp: Time, parent: str, child: str) -> TransformStamped:
+    """Pose of `child` in `parent` (e.g. from matrix_to_pose) -> geometry_msgs/TransformStamped."""
     p = pose.position
     return TransformStamped(
         header=Header(stamp=stamp, frame_id=parent), child_frame_id=child,
         transform=Transform(translation=Vector3(x=p.x, y=p.y, z=p.z), rotation=pose.orientation),
     )
-
-
-def matrix_to_transform(matrix: np.ndarray, stamp: Time, parent: str, child: str) -> TransformStamped:
-    """4x4 pose of `child` in `parent` -> geometry_msgs/TransformStamped."""
-    return pose_to_transform(matrix_to_pose(matrix), stamp, parent, child)
 
 
 # --------------------------------------------------------------------------- people
@@ -93,9 +89,11 @@ def body_poses(people: Sequence) -> list[Pose]:
     return matrices_to_poses([body_frame_matrix(p) for p in people]) if people else []
 
 
-def body_transforms(people: Sequence, stamp: Time, world_frame: str, prefix: str) -> list[TransformStamped]:
-    return [pose_to_transform(pose, stamp, world_frame, f"{prefix}{p.track_id}")
-            for p, pose in zip(people, body_poses(people))]
+def body_transforms(people: Sequence, stamp: Time, world_frame: str, prefix: str,
+                    poses: Optional[Sequence[Pose]] = None) -> list[TransformStamped]:
+    """TF of each body_<id> frame; `poses` = body_poses(people) when the caller has them."""
+    poses = body_poses(people) if poses is None else poses
+    return [pose_to_transform(pose, stamp, world_frame, f"{prefix}{p.track_id}") for p, pose in zip(people, poses)]
 
 
 def points_to_msgs(points: np.ndarray) -> list[Point]:
@@ -136,13 +134,15 @@ def person_to_msg(person, roi: RegionOfInterest, pose: Pose, include_vertices: b
 
 
 def frame_to_human_array(result, people: Sequence, header: Header, *, input_hw: tuple[int, int],
-                         to_input_pixels=None, include_vertices: bool = False) -> HumanArray:
-    """FrameResult (+ the people to publish) -> human3r_msgs/HumanArray."""
+                         to_input_pixels=None, include_vertices: bool = False,
+                         camera_pose: Optional[Pose] = None, poses: Optional[Sequence[Pose]] = None) -> HumanArray:
+    """FrameResult (+ the people to publish) -> human3r_msgs/HumanArray. `camera_pose` (of
+    result.c2w) and `poses` (body_poses(people)) save recomputing them when the caller has them."""
     rois = boxes_to_rois(people_boxes_model_px(result, people), input_hw, to_input_pixels)
     return HumanArray(
-        header=header, camera_pose=matrix_to_pose(result.c2w),
+        header=header, camera_pose=matrix_to_pose(result.c2w) if camera_pose is None else camera_pose,
         humans=[person_to_msg(p, roi, pose, include_vertices)
-                for p, roi, pose in zip(people, rois, body_poses(people))],
+                for p, roi, pose in zip(people, rois, body_poses(people) if poses is None else poses)],
     )
 
 

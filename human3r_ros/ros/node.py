@@ -24,7 +24,7 @@ from typing import Optional
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import Pose, PoseStamped
 from nav_msgs.msg import Path
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -366,36 +366,39 @@ class Human3RNode(LifecycleNode):
             if result is None:
                 self._skip(f"image skipped: {outcome.note}")
                 return
-            pose = PoseStamped(header=Header(stamp=stamp, frame_id=s.world_frame), pose=conv.matrix_to_pose(result.c2w))
-            conv.append_to_path(self._path, pose, s.path_max_length)
+            camera_pose = conv.matrix_to_pose(result.c2w)
+            conv.append_to_path(self._path, PoseStamped(header=Header(stamp=stamp, frame_id=s.world_frame),
+                                                        pose=camera_pose), s.path_max_length)
             # a long path is the costliest message after the cloud: copy it only for listeners
             pubs = self._pubs
             listened = s.publish_path and "path" in pubs and pubs["path"].get_subscription_count() > 0
             path = Path(header=self._path.header, poses=list(self._path.poses)) if listened else None
             faces = stream.engine.faces
-        self._publish(s, result, msg.header, rgb.shape[:2], path, faces)
+        self._publish(s, result, camera_pose, msg.header, rgb.shape[:2], path, faces)
         latency = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
         with self._stats.lock:
             self._stats.processed += 1
             self._stats.finish_times.append(time.monotonic())
             self._stats.latency_s = latency
 
-    def _publish(self, s: params.Settings, result, image_header, input_hw, path: Optional[Path], faces) -> None:
+    def _publish(self, s: params.Settings, result, camera_pose: Pose, image_header, input_hw,
+                 path: Optional[Path], faces) -> None:
         pubs = self._pubs
         if not pubs:
             return  # deactivated meanwhile
         header = Header(stamp=image_header.stamp, frame_id=s.world_frame)
         people = [p for p in result.people if conv.person_is_finite(p)]
+        poses = conv.body_poses(people)
         pubs["humans"].publish(conv.frame_to_human_array(
             result, people, header, input_hw=input_hw, to_input_pixels=result.to_input_pixels,
-            include_vertices=s.publish_vertices))
+            include_vertices=s.publish_vertices, camera_pose=camera_pose, poses=poses))
         if s.publish_tf and self._tf is not None:
-            transforms = conv.body_transforms(people, header.stamp, s.world_frame, s.body_frame_prefix)
+            transforms = conv.body_transforms(people, header.stamp, s.world_frame, s.body_frame_prefix, poses)
             if s.camera_frame == image_header.frame_id:
                 self._warn_once("camera_frame", f"camera_frame '{s.camera_frame}' is the image's own frame, "
                                 "which already has a parent: not publishing it (choose another camera_frame)")
             else:
-                transforms.insert(0, conv.matrix_to_transform(result.c2w, header.stamp, s.world_frame, s.camera_frame))
+                transforms.insert(0, conv.pose_to_transform(camera_pose, header.stamp, s.world_frame, s.camera_frame))
             self._tf.send(transforms)
         if s.publish_cloud and pubs["cloud"].get_subscription_count() > 0:
             pubs["cloud"].publish(conv.pointmap_to_cloud(

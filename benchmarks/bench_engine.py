@@ -1,8 +1,8 @@
 """Latency and memory of the network / engine (a benchmark, not a test).
 
 Each case runs in its own subprocess so that peak memory is that case's alone. Prints one
-table; the ratio column compares each row with the reference-equivalent path of the same
-model and device (all three dense heads computed, as the published code does).
+table; the ratio column compares each row with the all-heads path of the same model and device
+(fp32, all three dense heads computed as the published code does, no fast-path extras).
 
     python benchmarks/bench_engine.py                 # tiny + 672S on CPU, CUDA rows if present
     python benchmarks/bench_engine.py --only tiny     # quick
@@ -56,7 +56,7 @@ def run_case(case: dict) -> dict:
     img = (torch.rand(1, 3, h, w, generator=gen) * 2 - 1).to(device)
     res = net.config.mhmr_img_res
     img_mhmr = (torch.rand(1, 3, res, res, generator=gen) * 2 - 1).to(device)
-    full = case["path"] == "reference-equivalent"
+    full = case["path"] == "all-heads"
     if not full:
         net.release_unused()  # as the engine does
         if device == "cpu":
@@ -136,7 +136,7 @@ def precision_deviation() -> list[str]:
 def cases(only: str | None, cuda: bool, repeats: int) -> list[dict]:
     out = []
     cpu = dict(device="cpu", threads=2, precision="fp32", warmup=1, repeats=repeats)
-    for path in ("reference-equivalent", "fast"):
+    for path in ("all-heads", "fast"):
         out.append(dict(cpu, model="tiny", hw=(288, 512), path=path, repeats=max(repeats, 5)))
         if only != "tiny":
             out.append(dict(cpu, model="human3r_672S", hw=(288, 512), path=path))
@@ -145,7 +145,7 @@ def cases(only: str | None, cuda: bool, repeats: int) -> list[dict]:
     if cuda and only != "tiny":
         for model in ("human3r_672S", "human3r_896L"):
             for precision in ("fp32", "fp16", "bf16"):
-                for path in ("reference-equivalent", "fast"):
+                for path in ("all-heads", "fast"):
                     out.append(dict(device="cuda", threads=2, model=model, hw=(288, 512), precision=precision,
                                     path=path, warmup=5, repeats=max(repeats, 20)))
     return out
@@ -176,10 +176,10 @@ def main(argv=None) -> int:
         print(f"  done {r['model']} {r['device']} {r['precision']} {r['path']}: {r['median_s']*1e3:.1f} ms",
               file=sys.stderr)
 
-    # every row against the fp32 reference-equivalent path of the same model and device
+    # every row against the fp32 all-heads path of the same model and device
     baseline = {
         (r["model"], r["device"]): r["median_s"]
-        for r in results if r["path"] == "reference-equivalent" and r["precision"] == "fp32"
+        for r in results if r["path"] == "all-heads" and r["precision"] == "fp32"
     }
     header = ["model", "device", "prec", "path", "people"] + [f"{s} ms" for s in STAGES] + [
         "total ms", "FPS", "speed-up", "peak RSS GB", "GPU GB"]
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     for line in precision_deviation():
         print(line)
     print("input 512x288 (HxW 288x512); stages from one profiled pass, total = median of unprofiled passes;"
-          " CPU rows use 2 threads; speed-up = vs the fp32 reference-equivalent path (all three dense heads)"
+          " CPU rows use 2 threads; speed-up = vs the fp32 all-heads path (all three dense heads)"
           " of the same model and device")
     return 0
 

@@ -44,7 +44,7 @@ class Human3REngine:
         det_threshold: float = 0.3,
         max_people: int = 0,
         with_rgb: bool = False,
-        keep_cpu_memory: bool = True,
+        keep_cpu_memory: bool = True,  # on CPU: tune glibc malloc process-wide (engine.cpu_memory)
     ):
         if reset_interval < 0:
             raise ValueError(f"reset_interval must be >= 0 (0 = never), got {reset_interval}")

@@ -11,7 +11,6 @@ z forward), metres.
 from __future__ import annotations
 
 import sys
-
 from typing import Callable, Optional, Sequence
 
 import numpy as np

@@ -49,6 +49,8 @@ class BagMessages:
         self.options = options
         self._t = store.types
         self._path = deque(maxlen=options.path_max_length or None)
+        self._cloud_fields = [self._msg("sensor_msgs/msg/PointField", name=n, offset=off, datatype=t, count=c)
+                              for n, off, t, c in arrays.CLOUD_FIELDS]
 
     def new_sequence(self) -> None:
         """A new world frame starts (time went back): the old camera path no longer applies."""
@@ -71,8 +73,7 @@ class BagMessages:
         return self._msg("geometry_msgs/msg/Pose", position=self._point(np.asarray(matrix)[:3, 3]),
                          orientation=self._msg("geometry_msgs/msg/Quaternion", x=x, y=y, z=z, w=w))
 
-    def _transform(self, matrix: np.ndarray, header, child: str):
-        pose = self._pose(matrix)
+    def _transform(self, pose, header, child: str):
         p = pose.position
         translation = self._msg("geometry_msgs/msg/Vector3", x=p.x, y=p.y, z=p.z)
         return self._msg("geometry_msgs/msg/TransformStamped", header=header, child_frame_id=child,
@@ -80,7 +81,7 @@ class BagMessages:
                                              rotation=pose.orientation))
 
     # ------------------------------------------------------------------ messages
-    def _human(self, person, roi):
+    def _human(self, person, roi, pose):
         joints = getattr(person, "joints_world", None)
         vertices = getattr(person, "vertices_world", None) if self.options.include_vertices else None
         x, y, w, h = (int(v) for v in roi)
@@ -92,7 +93,7 @@ class BagMessages:
             body_pose=_f32(person.body_pose, 63), left_hand_pose=_f32(person.left_hand_pose, 45),
             right_hand_pose=_f32(person.right_hand_pose, 45), jaw_pose=_f32(person.jaw_pose, 3),
             betas=_f32(person.betas, 10), expression=_f32(person.expression, 10),
-            pose=self._pose(arrays.body_frame_matrix(person)),
+            pose=pose,
             head_position=self._point(person.head_position_world),
             joints=[] if joints is None else [self._point(j) for j in np.asarray(joints)],
             vertices=np.zeros(0, np.float32) if vertices is None else _f32(vertices, -1),
@@ -105,10 +106,9 @@ class BagMessages:
         points = arrays.cloud_points(
             result.pts3d_world, arrays.frame_colours(result), conf=result.conf, conf_threshold=o.cloud_confidence,
             stride=o.cloud_decimation, human_mask=result.human_mask if o.cloud_remove_humans else None)
-        fields = [self._msg("sensor_msgs/msg/PointField", name=n, offset=off, datatype=t, count=c)
-                  for n, off, t, c in arrays.CLOUD_FIELDS]
         step = arrays.CLOUD_POINT_DTYPE.itemsize
-        return self._msg("sensor_msgs/msg/PointCloud2", header=header, height=1, width=len(points), fields=fields,
+        return self._msg("sensor_msgs/msg/PointCloud2", header=header, height=1, width=len(points),
+                         fields=self._cloud_fields,
                          is_bigendian=sys.byteorder == "big", point_step=step,
                          row_step=step * len(points), data=points.view(np.uint8).reshape(-1), is_dense=True)
 
@@ -119,12 +119,15 @@ class BagMessages:
         people = [p for p in result.people if arrays.person_is_finite(p)]  # max_people: the engine's job
         rois = arrays.boxes_to_input_rois(arrays.people_boxes_model_px(result, people), input_hw,
                                           result.to_input_pixels)
-        humans = self._msg("human3r_msgs/msg/HumanArray", header=header, camera_pose=self._pose(result.c2w),
-                           humans=[self._human(p, roi) for p, roi in zip(people, rois)])
-        transforms = [self._transform(result.c2w, header, o.camera_frame)]
-        transforms += [self._transform(arrays.body_frame_matrix(p), header, f"{o.body_frame_prefix}{p.track_id}")
-                       for p in people]
-        self._path.append(self._msg("geometry_msgs/msg/PoseStamped", header=header, pose=self._pose(result.c2w)))
+        # each pose once per frame, shared by the HumanArray, TF and the path (as the node does)
+        camera_pose = self._pose(result.c2w)
+        body_poses = [self._pose(arrays.body_frame_matrix(p)) for p in people]
+        humans = self._msg("human3r_msgs/msg/HumanArray", header=header, camera_pose=camera_pose,
+                           humans=[self._human(p, roi, pose) for p, roi, pose in zip(people, rois, body_poses)])
+        transforms = [self._transform(camera_pose, header, o.camera_frame)]
+        transforms += [self._transform(pose, header, f"{o.body_frame_prefix}{p.track_id}")
+                       for p, pose in zip(people, body_poses)]
+        self._path.append(self._msg("geometry_msgs/msg/PoseStamped", header=header, pose=camera_pose))
         out = [(TOPIC_HUMANS, humans),
                (TOPIC_TF, self._msg("tf2_msgs/msg/TFMessage", transforms=transforms)),
                (TOPIC_PATH, self._msg("nav_msgs/msg/Path", header=header, poses=list(self._path)))]

@@ -152,7 +152,6 @@ class BagWriter:
         self._writer = Writer(self._bag_dir, version=BAG_VERSION, storage_plugin=plugin)
         self._writer.open()
         self._connections = {}
-        self.messages = 0
 
     def _connection(self, topic: str, msgtype: str):
         key = (topic, msgtype)
@@ -163,12 +162,10 @@ class BagWriter:
     def write(self, topic: str, msg, log_ns: int) -> None:
         msgtype = msg.__msgtype__
         self._writer.write(self._connection(topic, msgtype), log_ns, typestore().serialize_cdr(msg, msgtype))
-        self.messages += 1
 
     def write_raw(self, topic: str, msgtype: str, raw: bytes, log_ns: int) -> None:
         """Copy an already serialized message (e.g. an input image) unchanged."""
         self._writer.write(self._connection(topic, msgtype), log_ns, raw)
-        self.messages += 1
 
     def set_custom_data(self, key: str, value: str) -> None:
         """A string stored in the bag's metadata (rosbag2 custom_data)."""

@@ -267,13 +267,12 @@ def _run_node(frames: Sequence[np.ndarray], params: dict, domain_id: int, frame_
 # --------------------------------------------------------------------------- bag and preview
 
 def _write_bag(path: Path, recorded: Sequence[_Recorded], checkpoint: Path, demo_weights: bool) -> None:
-    from human3r_ros.cli.bags import BagWriter, typestore
+    from human3r_ros.cli.bags import BagWriter
 
-    store = typestore()
     writer = BagWriter(path)
     try:
         for r in recorded:
-            writer.write(r.topic, store.deserialize_cdr(r.raw, r.msgtype), r.log_ns)
+            writer.write_raw(r.topic, r.msgtype, r.raw, r.log_ns)  # as received: no decode/encode
         writer.set_custom_data("human3r_demo.checkpoint", "demo weights (random, untrained)" if demo_weights
                                else str(checkpoint))
         writer.commit()

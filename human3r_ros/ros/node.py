@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import fields
+from dataclasses import asdict
 from typing import Optional
 
 import rclpy
@@ -158,7 +158,7 @@ class Human3RNode(LifecycleNode):
     # ------------------------------------------------------------------ parameters
 
     def _validate_parameters(self, changes) -> SetParametersResult:
-        current = {f.name: getattr(self._settings, f.name) for f in fields(params.Settings)}
+        current = asdict(self._settings)
         current.update({p.name: p.value for p in changes})
         for p in changes:
             if p.name in params.ON_CONFIGURE and self._engine is not None:

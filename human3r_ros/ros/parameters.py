@@ -9,7 +9,7 @@ loaded (cleanup first): a silent no-op change would be worse than a clear refusa
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Mapping, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
@@ -164,7 +164,7 @@ def validation_error(name: str, value, current: Mapping[str, object]) -> Optiona
 
 def check_all(settings: Settings) -> Optional[str]:
     """First problem among all current values (used once after declaration), or None."""
-    values = {f.name: getattr(settings, f.name) for f in fields(Settings)}
+    values = asdict(settings)
     for name, value in values.items():
         error = validation_error(name, value, values)
         if error:

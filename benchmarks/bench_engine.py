@@ -40,6 +40,7 @@ def run_case(case: dict) -> dict:
     from human3r_ros.engine.cpu_memory import keep_freed_memory
     from human3r_ros.engine.recurrent import RecurrentState, advance
     from human3r_ros.model import PRECISION_DTYPES, build_model, load_checkpoint
+    from human3r_ros.model.compiled import compile_network
 
     torch.set_num_threads(case["threads"])
     device = case["device"]
@@ -61,6 +62,8 @@ def run_case(case: dict) -> dict:
         net.release_unused()  # as the engine does
         if device == "cpu":
             keep_freed_memory()  # as the engine does
+    if case["path"] == "compiled":
+        compile_network(net, "default")
 
     state = RecurrentState.initial(*net.initial_state())
     threshold = 0.3
@@ -79,8 +82,10 @@ def run_case(case: dict) -> dict:
         _sync(device)
         return out
 
-    for _ in range(case["warmup"]):
+    t0 = time.perf_counter()
+    for _ in range(case["warmup"]):  # compiled: the first passes compile (fresh view, then gated)
         one_pass()
+    warmup_s = time.perf_counter() - t0
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     times = []
@@ -100,6 +105,7 @@ def run_case(case: dict) -> dict:
     return {
         **case,
         "build_s": build_s,
+        "warmup_s": warmup_s,
         "median_s": statistics.median(times),
         "stages_s": stage_s,
         "people": int(out.humans.view.numel()),
@@ -109,18 +115,20 @@ def run_case(case: dict) -> dict:
 
 
 def precision_deviation() -> list[str]:
-    """fp16 / bf16 against fp32 on the tiny checkpoint over the fixture frames (engine outputs)."""
+    """fp16 / bf16 / compiled against eager fp32 on the tiny checkpoint over the fixture frames."""
     import numpy as np
 
     from human3r_ros.engine import Human3REngine
 
     frames = np.load(REFERENCE / "tiny_plain_io.npz")["frames_uint8"]
     runs = {}
-    for precision in ("fp32", "fp16", "bf16"):
-        engine = Human3REngine.from_checkpoint(REFERENCE / "tiny_plain_checkpoint.pth", size=64, precision=precision)
-        runs[precision] = [engine.step(f) for f in frames]
+    variants = {"fp32": {}, "fp16": {"precision": "fp16"}, "bf16": {"precision": "bf16"},
+                "fp32 compiled": {"compile_mode": "default"}}
+    for name, options in variants.items():
+        engine = Human3REngine.from_checkpoint(REFERENCE / "tiny_plain_checkpoint.pth", size=64, **options)
+        runs[name] = [engine.step(f) for f in frames]
     lines = []
-    for precision in ("fp16", "bf16"):
+    for precision in list(variants)[1:]:
         worst = {"pts3d_world": 0.0, "c2w": 0.0}
         same_ids = True
         for ref, got in zip(runs["fp32"], runs[precision]):
@@ -136,16 +144,17 @@ def precision_deviation() -> list[str]:
 def cases(only: str | None, cuda: bool, repeats: int) -> list[dict]:
     out = []
     cpu = dict(device="cpu", threads=2, precision="fp32", warmup=1, repeats=repeats)
-    for path in ("all-heads", "fast"):
-        out.append(dict(cpu, model="tiny", hw=(288, 512), path=path, repeats=max(repeats, 5)))
+    for path in ("all-heads", "fast", "compiled"):
+        warmup = 2 if path == "compiled" else 1
+        out.append(dict(cpu, model="tiny", hw=(288, 512), path=path, repeats=max(repeats, 5), warmup=warmup))
         if only != "tiny":
-            out.append(dict(cpu, model="human3r_672S", hw=(288, 512), path=path))
+            out.append(dict(cpu, model="human3r_672S", hw=(288, 512), path=path, warmup=warmup))
     if only != "tiny":  # bf16: AMX / AVX512-BF16 matrix units where the CPU has them
         out.append(dict(cpu, model="human3r_672S", hw=(288, 512), path="fast", precision="bf16"))
     if cuda and only != "tiny":
         for model in ("human3r_672S", "human3r_896L"):
             for precision in ("fp32", "fp16", "bf16"):
-                for path in ("all-heads", "fast"):
+                for path in ("all-heads", "fast", "compiled"):
                     out.append(dict(device="cuda", threads=2, model=model, hw=(288, 512), precision=precision,
                                     path=path, warmup=5, repeats=max(repeats, 20)))
     return out
@@ -182,7 +191,7 @@ def main(argv=None) -> int:
         for r in results if r["path"] == "all-heads" and r["precision"] == "fp32"
     }
     header = ["model", "device", "prec", "path", "people"] + [f"{s} ms" for s in STAGES] + [
-        "total ms", "FPS", "speed-up", "peak RSS GB", "GPU GB"]
+        "total ms", "FPS", "speed-up", "peak RSS GB", "GPU GB", "warm-up s"]
     rows = []
     for r in results:
         base = baseline.get((r["model"], r["device"]))
@@ -192,6 +201,7 @@ def main(argv=None) -> int:
             f"{r['median_s'] * 1e3:.1f}", f"{1 / r['median_s']:.2f}",
             f"{base / r['median_s']:.2f}x" if base else "-",
             f"{r['peak_rss_gb']:.2f}", f"{r['gpu_peak_gb']:.2f}" if r["gpu_peak_gb"] else "-",
+            f"{r['warmup_s']:.1f}",
         ])
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
@@ -201,7 +211,8 @@ def main(argv=None) -> int:
         print(line)
     print("input 512x288 (HxW 288x512); stages from one profiled pass, total = median of unprofiled passes;"
           " CPU rows use 2 threads; speed-up = vs the fp32 all-heads path (all three dense heads)"
-          " of the same model and device")
+          " of the same model and device; compiled = fast path with torch.compile (inductor), its"
+          " warm-up passes include the compilation")
     return 0
 
 

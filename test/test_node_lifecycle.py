@@ -1,6 +1,7 @@
 """Lifecycle of the human3r node, driven through its ~/change_state and ~/get_state services
 (what `ros2 lifecycle set` does), plus parameter validation. Real rclpy, tiny checkpoint."""
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,7 @@ def test_missing_checkpoint_fails_and_node_stays_unconfigured(harness, reference
 @pytest.mark.parametrize("name, value, reason", [
     ("device", "tpu", "cpu, cuda or cuda:N"),
     ("precision", "fp8", "fp32"),
+    ("compile", "fast", "max-autotune-no-cudagraphs"),
     ("reliability", "sometimes", "best_effort"),
     ("image_size", 100, ""),            # not a multiple of 16: rclpy range step
     ("image_size", 224, "224"),
@@ -131,6 +133,30 @@ def test_model_parameters_locked_while_configured(harness, reference_dir):
         assert not result.successful and "cleanup" in result.reason
         assert change_state(harness, Transition.TRANSITION_CLEANUP)
         assert node.set_parameters([Parameter("detection_threshold", value=0.5)])[0].successful
+    finally:
+        remove(harness, node)
+
+
+def _threads_of_a_new_thread() -> int:
+    # torch's thread count is per OS thread once set; new threads (the node's worker) take the
+    # process-wide value that set_num_threads stored last
+    import torch
+
+    seen = []
+    reader = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    reader.start()
+    reader.join()
+    return seen[0]
+
+
+def test_cpu_threads_apply_while_configured_only(harness, reference_dir):
+    before = _threads_of_a_new_thread()
+    node = make_node(harness, reference_dir, cpu_threads=before + 1)
+    try:
+        assert change_state(harness, Transition.TRANSITION_CONFIGURE)
+        assert _threads_of_a_new_thread() == before + 1
+        assert change_state(harness, Transition.TRANSITION_CLEANUP)
+        assert _threads_of_a_new_thread() == before  # process-wide setting given back with the model
     finally:
         remove(harness, node)
 

@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--device", default="cpu", metavar="DEV", help="torch device: cpu, cuda, cuda:N (default cpu)")
     model.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
                        help="network precision (default fp32; fp16/bf16 pay off on GPUs)")
+    model.add_argument("--compile", choices=("off", "default", "max-autotune-no-cudagraphs"), default="off",
+                       help="torch.compile the network's blocks (default off; the first frames compile)")
     model.add_argument("--detection-threshold", type=float, default=0.3, metavar="P",
                        help="minimum person detection score (default 0.3)")
     model.add_argument("--max-people", type=int, default=0, metavar="N",
@@ -234,7 +236,7 @@ def _load_engine(args):
         return Human3REngine.from_checkpoint(
             args.checkpoint, body_model_dir=args.body_model, device=args.device, precision=args.precision,
             ttt3r=args.ttt3r, reset_interval=args.reset_interval, size=args.size,
-            det_threshold=args.detection_threshold, max_people=args.max_people)
+            det_threshold=args.detection_threshold, max_people=args.max_people, compile_mode=args.compile)
     except (ValueError, RuntimeError, OSError) as exc:  # CheckpointError, BodyModelError, device errors
         raise CliError(f"cannot load the model: {exc}") from None
 
@@ -295,7 +297,7 @@ def _meta(args, source, count: int, interrupted: bool) -> dict:
         "tool": PROG, "version": __version__, "input": str(args.input), "checkpoint": str(args.checkpoint),
         "body_model": None if args.body_model is None else str(args.body_model), "size": args.size,
         "ttt3r": args.ttt3r, "reset_interval": args.reset_interval, "precision": args.precision,
-        "detection_threshold": args.detection_threshold, "max_people": args.max_people,
+        "compile": args.compile, "detection_threshold": args.detection_threshold, "max_people": args.max_people,
         "start": args.start, "duration": args.duration, "fps": getattr(source, "fps", None),
         "image_topic": getattr(source, "topic", None), "frames": count, "interrupted": interrupted,
     }

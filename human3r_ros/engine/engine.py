@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from human3r_ros.model import load_checkpoint
+from human3r_ros.model.compiled import compile_network
 from human3r_ros.model.network import Human3RNet, ViewOutput
 from human3r_ros.model.postprocess import pose_encoding_to_c2w
 
@@ -45,10 +46,13 @@ class Human3REngine:
         max_people: int = 0,
         with_rgb: bool = False,
         keep_cpu_memory: bool = True,  # on CPU: tune glibc malloc process-wide (engine.cpu_memory)
+        compile_mode: str = "off",  # torch.compile of the heavy blocks (model.compiled)
     ):
         if reset_interval < 0:
             raise ValueError(f"reset_interval must be >= 0 (0 = never), got {reset_interval}")
         self.net = net.release_unused(keep_rgb=with_rgb)  # the engine never asks for the world head
+        compile_network(self.net, compile_mode)
+        self.compile_mode = compile_mode
         self.device = next(net.parameters()).device
         if keep_cpu_memory and self.device.type == "cpu":
             keep_freed_memory()  # process-wide; see engine.cpu_memory

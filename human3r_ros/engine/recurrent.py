@@ -19,9 +19,11 @@ class RecurrentState:
 
     @classmethod
     def initial(cls, state: torch.Tensor, memory: torch.Tensor) -> "RecurrentState":
-        return cls(state, memory, state.clone(), memory.clone(), True)
+        with torch.inference_mode():  # copies are inference tensors like every later state
+            return cls(state, memory, state.clone(), memory.clone(), True)
 
 
+@torch.inference_mode()  # the state stays an inference tensor, as the network returns it
 def advance(
     rs: RecurrentState,
     new_state: torch.Tensor,

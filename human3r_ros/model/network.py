@@ -196,11 +196,13 @@ class Human3RNet(nn.Module):
         with record_function("human3r.heads"):
             depth = cfg.dec_depth
             n_img = last.shape[1] - n_humans
+            # batch 1 indexed out and back in: views whose strides depend on their shape only,
+            # not on the number of people behind them (a compiled head recompiles per layout)
             head_layers = [
                 layers[0].float(),
-                layers[depth * 2 // 4][:, 1:n_img].float(),
-                layers[depth * 3 // 4][:, 1:n_img].float(),
-                last[:, :n_img].float(),
+                layers[depth * 2 // 4][0, 1:n_img].float()[None],
+                layers[depth * 3 // 4][0, 1:n_img].float()[None],
+                last[0, :n_img].float()[None],
             ]
             dense = head.dense(head_layers, pos, (height, width), with_rgb, with_world_head)
             tok_track = last[0, n_img:].float()

@@ -47,9 +47,11 @@ class RoPE2D(nn.Module):
 
     def _table(self, pos: torch.Tensor, head_dim: int):
         """(cos, signed sin) for pos [B, N, 2] -> each [B, 1, N, head_dim]."""
-        key = (pos.data_ptr(), tuple(pos.shape), pos.stride(), head_dim)
-        if self._tables is not None and key in self._tables:
-            return self._tables[key]
+        # a compiled block computes the tables in its own graph (addresses cannot be traced)
+        cache = None if torch.compiler.is_compiling() else self._tables
+        key = None if cache is None else (pos.data_ptr(), tuple(pos.shape), pos.stride(), head_dim)
+        if cache is not None and key in cache:
+            return cache[key]
         quarter = head_dim // 4
         exponent = torch.arange(0, 2 * quarter, 2, device=pos.device).float() / (2 * quarter)
         inv_freq = 1.0 / (self.base**exponent)
@@ -59,8 +61,8 @@ class RoPE2D(nn.Module):
         cos = torch.cat((cos, cos), dim=-1).flatten(-2)[:, None]
         # rotate_half(x) * sin == swap_quarters(x) * (sin with its first quarter negated)
         sin = torch.cat((-sin, sin), dim=-1).flatten(-2)[:, None]
-        if self._tables is not None:
-            self._tables[key] = (cos, sin)
+        if cache is not None:
+            cache[key] = (cos, sin)
         return cos, sin
 
     def forward(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:

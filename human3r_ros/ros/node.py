@@ -136,6 +136,7 @@ class Human3RNode(LifecycleNode):
 
         self._engine = None
         self._engine_lock = threading.Lock()  # the engine and the stream state below
+        self._threads_before: int | None = None  # torch CPU threads before cpu_threads applied
         self._stream: Optional[StampedStream] = None  # the engine with the stream's time rules
         self._path = Path()
         self._warned: set[str] = set()
@@ -187,6 +188,7 @@ class Human3RNode(LifecycleNode):
         except Exception as exc:  # any load failure leaves the node alive and unconfigured
             self._set_error(f"configure failed: {exc}")
             self.get_logger().error(f"configure failed: {exc}")
+            self._release_model()  # undoes what loading had already changed (cpu_threads)
             return TransitionCallbackReturn.FAILURE
         self._stream = StampedStream(self._engine)
         self._path = Path()
@@ -194,6 +196,9 @@ class Human3RNode(LifecycleNode):
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         mesh = "with SMPL-X body model" if self._engine.has_body_model else "without body model (no meshes)"
         self.get_logger().info(f"loaded {s.checkpoint} on {self._engine.device} ({s.precision}), {mesh}")
+        if s.compile != "off":
+            self.get_logger().info(f"compile '{s.compile}': the first frames of each image size compile "
+                                   "the network (seconds on a GPU, a minute or more on a small CPU)")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -256,6 +261,8 @@ class Human3RNode(LifecycleNode):
         import torch
 
         if s.cpu_threads:
+            # process-wide: restored when the model is released
+            self._threads_before = torch.get_num_threads()
             torch.set_num_threads(s.cpu_threads)
         device = s.device
         if device == "auto":
@@ -268,7 +275,7 @@ class Human3RNode(LifecycleNode):
         return Human3REngine.from_checkpoint(
             s.checkpoint, body_model_dir=s.body_model_dir or None, device=device, precision=s.precision,
             ttt3r=s.ttt3r, reset_interval=s.reset_interval, size=s.image_size,
-            det_threshold=s.detection_threshold)
+            det_threshold=s.detection_threshold, compile_mode=s.compile)
 
     def _stop_streaming(self) -> None:
         if self._image_sub is not None:
@@ -301,6 +308,11 @@ class Human3RNode(LifecycleNode):
                 import torch
 
                 torch.cuda.empty_cache()
+        if self._threads_before is not None:
+            import torch
+
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
 
     # ------------------------------------------------------------------ services
 

@@ -16,6 +16,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 PRECISIONS = ("fp32", "fp16", "bf16")
+COMPILE_MODES = ("off", "default", "max-autotune-no-cudagraphs")  # as model.compiled (checked by a test)
 RELIABILITIES = ("best_effort", "reliable")
 
 
@@ -27,6 +28,7 @@ class Settings:
     body_model_dir: str = ""
     device: str = "auto"
     precision: str = "fp32"
+    compile: str = "off"
     cpu_threads: int = 0
     image_size: int = 512
     ttt3r: bool = True
@@ -73,6 +75,10 @@ _SPECS = {
     "precision": ("Network precision: fp32 (the published numerics), fp16 or bf16 (transformers in half "
                   "precision: half the memory, faster on GPUs and on CPUs with bf16 units; ~1e-2 deviation).",
                   {"additional_constraints": "fp32 | fp16 | bf16"}),
+    "compile": ("torch.compile the network's transformer blocks and dense head: off, default or "
+                "max-autotune-no-cudagraphs. Faster per frame (most on GPUs); the first frames of each image "
+                "size compile (seconds on a GPU, a minute or more on a small CPU); ~1e-4 deviation.",
+                {"additional_constraints": "off | default | max-autotune-no-cudagraphs"}),
     "cpu_threads": ("Torch CPU threads for the network (0 = torch's default). Fewer threads leave cores to "
                     "the rest of the robot; on CPU-only machines this bounds the node's share.",
                     _int_range(0, 1024)),
@@ -110,8 +116,8 @@ _SPECS = {
 }
 
 # Read when the model is loaded.
-ON_CONFIGURE = frozenset({"checkpoint", "body_model_dir", "device", "precision", "cpu_threads", "image_size",
-                          "ttt3r", "reset_interval", "detection_threshold"})
+ON_CONFIGURE = frozenset({"checkpoint", "body_model_dir", "device", "precision", "compile", "cpu_threads",
+                          "image_size", "ttt3r", "reset_interval", "detection_threshold"})
 DEFAULTS = Settings()
 
 
@@ -145,6 +151,8 @@ def validation_error(name: str, value, current: Mapping[str, object]) -> Optiona
         return f"device '{value}' must be auto, cpu, cuda or cuda:N"
     if name == "precision" and value not in PRECISIONS:
         return f"precision '{value}' must be one of {', '.join(PRECISIONS)}"
+    if name == "compile" and value not in COMPILE_MODES:
+        return f"compile '{value}' must be one of {', '.join(COMPILE_MODES)}"
     if name == "reliability" and value not in RELIABILITIES:
         return f"reliability '{value}' must be one of {', '.join(RELIABILITIES)}"
     if name == "image_size" and (value % 16 or value == 224):

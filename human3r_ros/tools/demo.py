@@ -401,11 +401,7 @@ def run_demo(checkpoint: str = "", body_model: str = "", out_dir: Path = DEFAULT
         # The tiny demo network gains nothing from more threads, and on a busy machine
         # OpenMP threads waiting for each other make it many times slower.
         params["cpu_threads"] = 1
-    threads = torch.get_num_threads()
-    try:
-        recorded = _run_node(frames, params, domain_id, frame_timeout, report)
-    finally:
-        torch.set_num_threads(threads)  # the node ran in this process
+    recorded = _run_node(frames, params, domain_id, frame_timeout, report)
 
     bag = out_dir / "outputs.mcap"
     _write_bag(bag, recorded, ckpt, demo_weights)

@@ -24,11 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("HUMAN3R_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
-
-
 def make_node(image_size: int, body_model: bool, decimation: int):
     from rclpy.parameter import Parameter
 
@@ -45,18 +40,6 @@ def make_node(image_size: int, body_model: bool, decimation: int):
     return Human3RNode(parameter_overrides=overrides)
 
 
-def image_message(rgb: np.ndarray, stamp_ns: int):
-    from builtin_interfaces.msg import Time
-    from sensor_msgs.msg import Image
-
-    h, w = rgb.shape[:2]
-    msg = Image(height=h, width=w, encoding="rgb8", step=3 * w)
-    msg.header.stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
-    msg.header.frame_id = "camera_optical"
-    msg.data = rgb.tobytes()
-    return msg
-
-
 def run(frames: int, image_hw, image_size: int, body_model: bool, decimation: int, report_every: int):
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
@@ -64,6 +47,8 @@ def run(frames: int, image_hw, image_size: int, body_model: bool, decimation: in
     from visualization_msgs.msg import MarkerArray
 
     from human3r_msgs.msg import HumanArray
+    from human3r_ros.engine.cpu_memory import resident_mb
+    from human3r_ros.ros.conversions import array_to_image
 
     node = make_node(image_size, body_model, decimation)
     listener = rclpy.create_node("bench_listener")
@@ -104,12 +89,12 @@ def run(frames: int, image_hw, image_size: int, body_model: bool, decimation: in
     base = rng.integers(0, 255, size=(*image_hw, 3), dtype=np.uint8)
     total_times, memory = [], []
     for i in range(frames):
-        msg = image_message(np.roll(base, i % 31, axis=1), 10**18 + i * 33_000_000)
+        msg = array_to_image(np.roll(base, i % 31, axis=1), 10**18 + i * 33_000_000, "camera_optical")
         t = time.perf_counter()
         node._process(msg)  # what the worker thread runs for each frame
         total_times.append(time.perf_counter() - t)
         if report_every and i % report_every == report_every - 1:
-            memory.append((i + 1, rss_mb()))
+            memory.append((i + 1, resident_mb()))
     executor.shutdown()
     spinner.join(5)
     overhead = [a - b for a, b in zip(total_times, step_times)]

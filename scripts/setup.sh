@@ -150,6 +150,10 @@ build_id="$(hash_files "${build_inputs[@]}") $pkgs_id $venv_id compat_tf2=$compa
 if [[ "$(cat install/.h3r-build 2>/dev/null)" != "$build_id" ]]; then
   "${build_env[@]}" sh -c 'command -v colcon' >/dev/null \
     || die "colcon not found: install it (e.g. apt install python3-colcon-common-extensions)"
+  # the interface packages are C/C++ (rosidl type support): say so before colcon fails on it
+  "${build_env[@]}" sh -c 'command -v cmake' >/dev/null || die "cmake not found: install it (e.g. apt install cmake)"
+  "${build_env[@]}" sh -c 'command -v "${CC:-cc}" && command -v "${CXX:-c++}"' >/dev/null \
+    || die "no C/C++ compiler (cc, c++) found: install one (e.g. apt install build-essential)"
   log "colcon build: human3r_ros human3r_msgs$([[ $compat_tf2 == yes ]] && echo ' tf2_msgs(compat)')"
   [[ $MODE == wheels ]] && log "(colcon's warning that .venv has no local_setup files is expected: the wheels make it an ament prefix without setup scripts)"
   rm -f install/.h3r-build

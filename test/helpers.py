@@ -19,18 +19,3 @@ def assert_close_ref(actual, expected, name: str, rtol: float = 1e-4, atol_scale
         f"(worst diff/limit {worst:.2f}, rtol={rtol}, atol={atol_scale * scale:.3e})"
     )
     return rel
-
-
-def spin_until(executor, predicate, timeout: float, what: str, step: float = 0.05):
-    """Spin `executor` in short slices until `predicate()` is truthy; fail after `timeout` s."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        executor.spin_once(timeout_sec=step)
-    value = predicate()
-    assert value, f"timed out after {timeout} s waiting for {what}"
-    return value

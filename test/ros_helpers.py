@@ -20,7 +20,9 @@ from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
+
+from human3r_ros.ros.conversions import array_to_image, ns_to_stamp  # noqa: E402
+from human3r_ros.ros.msg_arrays import NS_PER_S  # noqa: E402
 
 REFERENCE_FILES = {
     "checkpoint": "tiny_plain_checkpoint.pth",
@@ -35,14 +37,11 @@ def domain_id(offset: int = 0) -> int:
 
 
 def stamp(seconds: float) -> Time:
-    ns = int(round(seconds * 1e9))
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+    return ns_to_stamp(round(seconds * NS_PER_S))
 
 
 def image_msg(rgb: np.ndarray, t: float, frame_id: str = "camera_optical", encoding: str = "rgb8") -> Image:
-    h, w = rgb.shape[:2]
-    return Image(header=Header(stamp=stamp(t), frame_id=frame_id), height=h, width=w, encoding=encoding,
-                 is_bigendian=False, step=rgb.strides[0], data=np.ascontiguousarray(rgb).tobytes())
+    return array_to_image(rgb, round(t * NS_PER_S), frame_id, encoding)
 
 
 class Harness:
@@ -111,3 +110,34 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, perio
             return value
         time.sleep(period)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# --------------------------------------------------------------------------- the node under test
+
+def make_node(harness: Harness, reference_dir, *, body_model: bool = False, image_topic: str | None = None,
+              **overrides):
+    """A human3r node on the tiny checkpoint (CPU, 64 px, plain state update), added to `harness`;
+    `overrides` set or replace parameters, `image_topic` remaps its image input."""
+    from rclpy.parameter import Parameter
+
+    from human3r_ros.ros.node import Human3RNode
+
+    values = {"checkpoint": str(reference_dir / REFERENCE_FILES["checkpoint"]), "device": "cpu",
+              "image_size": 64, "ttt3r": False, "reset_interval": 0}
+    if body_model:
+        values["body_model_dir"] = str(reference_dir / REFERENCE_FILES["body_model_dir"])
+    values.update(overrides)
+    cli_args = None if image_topic is None else ["--ros-args", "-r", f"image:={image_topic}"]
+    node = Human3RNode(context=harness.context, cli_args=cli_args,
+                       parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+    harness.add_node(node)
+    return node
+
+
+def change_state(harness: Harness, transition_id: int) -> bool:
+    """Ask the node for a lifecycle transition through its service, as `ros2 lifecycle set` does."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    return harness.call(ChangeState, "/human3r/change_state",
+                        ChangeState.Request(transition=Transition(id=transition_id)), timeout=60).success

@@ -20,17 +20,19 @@ from helpers import assert_close_ref
 from human3r_ros.cli.bags import typestore
 from human3r_ros.cli.process import main
 from human3r_ros.ros.msg_arrays import (
+    NS_PER_S as NS,
     SMPLX_TO_REP155,
     UnsupportedEncodingError,
     compressed_image_to_rgb,
+    ns_to_sec_nanosec,
     raw_image_to_rgb,
+    stamp_to_ns,
 )
 
 INPUT_STORE = get_typestore(Stores.ROS2_HUMBLE)  # a camera bag recorded on another distro
 TOPIC = "/camera/image_raw"
 T0 = 1_700_000_000  # header stamps: T0 + k seconds
 LOG0 = 1_800_000_000_000_000_000  # log times: LOG0 + k seconds + 5 ms, distinct from the stamps
-NS = 1_000_000_000
 PLAIN = ["--no-ttt3r", "--reset-interval", "0", "--size", "64", "--no-progress"]
 
 
@@ -38,7 +40,8 @@ PLAIN = ["--no-ttt3r", "--reset-interval", "0", "--size", "64", "--no-progress"]
 
 def image_msg(frame, stamp_ns, kind):
     t = INPUT_STORE.types
-    header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=stamp_ns // NS, nanosec=stamp_ns % NS),
+    sec, nanosec = ns_to_sec_nanosec(stamp_ns)
+    header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
                                       frame_id="camera_optical")
     if kind == "png":
         _, png = cv2.imencode(".png", np.ascontiguousarray(frame[..., ::-1]))
@@ -80,7 +83,7 @@ def read_bag(path):
 
 
 def stamp_ns(msg):
-    return msg.header.stamp.sec * NS + msg.header.stamp.nanosec
+    return stamp_to_ns(msg.header.stamp)
 
 
 def pose_matrix(position, orientation):

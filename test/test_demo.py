@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from human3r_ros.ros.msg_arrays import stamp_to_ns
+from test_bags import read_bag
 from human3r_ros.tools.preview import PersonTrack, PreviewData, render_preview
 from human3r_ros.tools.sample import sample_paths
 
@@ -23,10 +25,6 @@ def test_sample_is_small_and_has_frames():
 
 
 def test_demo_runs_the_node_and_records_its_outputs(tmp_path):
-    from rosbags.rosbag2 import Reader
-
-    from human3r_ros.cli.bags import typestore
-
     # A subprocess, as `make demo` runs it: its own rclpy, torch threads and environment.
     done = subprocess.run(
         [sys.executable, "-m", "human3r_ros.tools.demo", "--checkpoint", "", "--body-model", "", "--out",
@@ -36,17 +34,14 @@ def test_demo_runs_the_node_and_records_its_outputs(tmp_path):
     assert str((tmp_path / "outputs.mcap").resolve()) in done.stdout
 
     frames = len(sample_paths())
-    counts, humans = {}, []
-    with Reader(tmp_path / "outputs.mcap") as reader:
-        for connection, _, raw in reader.messages():
-            counts[connection.topic] = counts.get(connection.topic, 0) + 1
-            if connection.topic == "/human3r/humans":
-                humans.append(typestore().deserialize_cdr(raw, connection.msgtype))
+    recorded = read_bag(tmp_path / "outputs.mcap")
+    counts = {topic: len(messages) for topic, messages in recorded.items()}
+    humans = [msg for _, msg in recorded["/human3r/humans"]]
     assert counts["/human3r/humans"] == frames  # one HumanArray per sample frame
     for topic in ("/camera/image_raw", "/tf", "/human3r/scene/points", "/human3r/camera_path", "/human3r/markers"):
         assert counts.get(topic, 0) >= frames, (topic, counts)
     assert sum(len(a.humans) for a in humans) >= 1
-    stamps = [a.header.stamp.sec * 10**9 + a.header.stamp.nanosec for a in humans]
+    stamps = [stamp_to_ns(a.header.stamp) for a in humans]
     assert stamps == sorted(stamps) and len(set(stamps)) == frames
 
     preview = tmp_path / "preview.png"

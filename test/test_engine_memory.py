@@ -5,12 +5,7 @@ import gc
 import numpy as np
 
 from human3r_ros.engine import Human3REngine
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        resident_pages = int(f.read().split()[1])
-    return resident_pages * 4096 / 2**20
+from human3r_ros.engine.cpu_memory import resident_mb as rss_mb
 
 
 def test_500_frames_keep_memory_flat(reference_dir):

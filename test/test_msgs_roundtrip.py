@@ -1,14 +1,15 @@
 """human3r_msgs and the /tf message type go through the real middleware unchanged.
 
-Two rclpy nodes in one process (one context, one executor) talk over rmw_fastrtps_cpp, so
-this exercises the generated type support of the freshly built interface packages.
+Two rclpy nodes in one process (the test harness's client and a talker) talk over
+rmw_fastrtps_cpp, so this exercises the generated type support of the freshly built interface
+packages.
 """
 
 import array
 
 import numpy as np
 import pytest
-from helpers import spin_until
+from ros_helpers import Harness, wait_until
 
 from geometry_msgs.msg import Point, Pose, Quaternion, Transform, TransformStamped, Vector3
 from human3r_msgs.msg import Human, HumanArray
@@ -65,31 +66,34 @@ def assert_msg_equal(got, sent, path: str = "msg") -> None:
         assert got == sent, f"{path}: {got!r} != {sent!r}"
 
 
-def round_trip(executor, context, msg_type, topic: str, sent):
-    """Publish `sent` from one node, receive it on another, return what arrived."""
+@pytest.fixture(scope="module")
+def harness():
+    h = Harness(offset=37)
+    yield h
+    h.close()
+
+
+def round_trip(harness, msg_type, topic: str, sent):
+    """Publish `sent` from a talker node, receive it on the harness's client, return what arrived."""
     from rclpy.node import Node
 
-    talker = Node("h3r_roundtrip_talker", context=context)
-    listener = Node("h3r_roundtrip_listener", context=context)
-    executor.add_node(talker)
-    executor.add_node(listener)
-    received = []
-    listener.create_subscription(msg_type, topic, received.append, RELIABLE)
+    harness.collect(msg_type, topic, RELIABLE)
+    talker = Node("h3r_roundtrip_talker", context=harness.context)
+    harness.add_node(talker)
     publisher = talker.create_publisher(msg_type, topic, RELIABLE)
-    spin_until(executor, lambda: publisher.get_subscription_count() > 0, DISCOVERY_S, f"{topic} discovery")
+    wait_until(lambda: publisher.get_subscription_count() > 0, DISCOVERY_S, f"{topic} discovery")
     publisher.publish(sent)
-    spin_until(executor, lambda: received, DELIVERY_S, f"a message on {topic}")
-    return received[0]
+    return wait_until(lambda: harness.snapshot(topic), DELIVERY_S, f"a message on {topic}")[0]
 
 
-def test_human_array_round_trip(ros_executor, rclpy_context):
+def test_human_array_round_trip(harness):
     rng = np.random.default_rng(7)
     sent = HumanArray(
         header=Header(stamp=Time(sec=1_700_000_000, nanosec=123_456_789), frame_id="map"),
         camera_pose=Pose(position=Point(x=0.1, y=0.2, z=1.3), orientation=Quaternion(x=0.5, y=-0.5, z=0.5, w=-0.5)),
         humans=[make_human(rng, 3, with_vertices=True), make_human(rng, 11, with_vertices=False)],
     )
-    got = round_trip(ros_executor, rclpy_context, HumanArray, "/humans/test_array", sent)
+    got = round_trip(harness, HumanArray, "/humans/test_array", sent)
 
     assert_msg_equal(got, sent)
     # Spot checks on the shapes the node relies on.
@@ -99,7 +103,7 @@ def test_human_array_round_trip(ros_executor, rclpy_context):
     assert got.humans[0].body_pose.dtype == np.float32 and got.humans[0].body_pose.shape == (63,)
 
 
-def test_tf_message_round_trip(ros_executor, rclpy_context):
+def test_tf_message_round_trip(harness):
     stamp = Time(sec=42, nanosec=500)
 
     def transform(child: str, x: float) -> TransformStamped:
@@ -110,7 +114,7 @@ def test_tf_message_round_trip(ros_executor, rclpy_context):
         )
 
     sent = TFMessage(transforms=[transform("camera_optical", 0.25), transform("body_3", 2.0)])
-    got = round_trip(ros_executor, rclpy_context, TFMessage, "/tf", sent)
+    got = round_trip(harness, TFMessage, "/tf", sent)
     assert_msg_equal(got, sent)
 
 

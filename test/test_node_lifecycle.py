@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ros_helpers import REFERENCE_FILES, Harness, wait_until
+from ros_helpers import REFERENCE_FILES, Harness, change_state, make_node, wait_until
 
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from lifecycle_msgs.srv import GetState  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -27,20 +27,6 @@ def harness():
     h = Harness(offset=11)
     yield h
     h.close()
-
-
-def make_node(harness, reference_dir, **overrides):
-    values = {"checkpoint": str(reference_dir / REFERENCE_FILES["checkpoint"]), "device": "cpu",
-              "image_size": 64, "ttt3r": False, "reset_interval": 0, **overrides}
-    node = Human3RNode(context=harness.context,
-                       parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
-    harness.add_node(node)
-    return node
-
-
-def change_state(harness, transition_id: int) -> bool:
-    return harness.call(ChangeState, "/human3r/change_state",
-                        ChangeState.Request(transition=Transition(id=transition_id)), timeout=60).success
 
 
 def get_state(harness) -> int:

@@ -4,13 +4,11 @@ fixture frames, then a bad encoding, a burst, and time going backwards. Real rcl
 import numpy as np
 import pytest
 
-from ros_helpers import REFERENCE_FILES, Harness, image_msg, stamp, wait_until
+from ros_helpers import REFERENCE_FILES, Harness, change_state, image_msg, make_node, stamp, wait_until
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState  # noqa: E402
 from nav_msgs.msg import Path  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
@@ -19,7 +17,6 @@ from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from human3r_msgs.msg import HumanArray  # noqa: E402
 from human3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
-from human3r_ros.ros.node import Human3RNode  # noqa: E402
 
 T0 = 100.0  # first image stamp (s); frames are 0.1 s apart
 FRAME_TIMEOUT = 30.0  # s per frame, generous for a loaded 2-core machine
@@ -63,25 +60,18 @@ class Stream:
 def stream(reference_dir):
     io = np.load(reference_dir / REFERENCE_FILES["io"])
     harness = Harness(offset=23)
-    node = Human3RNode(context=harness.context, parameter_overrides=[Parameter(k, value=v) for k, v in {
-        "checkpoint": str(reference_dir / REFERENCE_FILES["checkpoint"]),
-        "body_model_dir": str(reference_dir / REFERENCE_FILES["body_model_dir"]),
-        "device": "cpu", "image_size": 64, "ttt3r": False, "reset_interval": 0, "detection_threshold": 0.3,
-        "reliability": "reliable", "cloud_decimation": 1, "cloud_confidence_threshold": 1.0,
-    }.items()], cli_args=["--ros-args", "-r", "image:=/camera/image"])
-    harness.add_node(node)
+    node = make_node(harness, reference_dir, body_model=True, image_topic="/camera/image", detection_threshold=0.3,
+                     reliability="reliable", cloud_decimation=1, cloud_confidence_threshold=1.0)
     s = Stream(harness, node, io["frames_uint8"], io)
     for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
-        assert harness.call(ChangeState, "/human3r/change_state",
-                            ChangeState.Request(transition=Transition(id=transition)), timeout=60).success
+        assert change_state(harness, transition)
     wait_until(lambda: s.pub.get_subscription_count() > 0, 10, "the node's image subscription")
     # The node builds clouds and markers only for matched subscribers: wait for ours.
     wait_until(lambda: all(node._pubs[k].get_subscription_count() > 0 for k in ("cloud", "markers")), 10,
                "the test's subscriptions to be matched")
     yield s
     # Deactivate through the service (inside the executor) before the executor stops.
-    harness.call(ChangeState, "/human3r/change_state",
-                 ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE)), timeout=30)
+    change_state(harness, Transition.TRANSITION_DEACTIVATE)
     harness.close()
 
 

@@ -5,13 +5,11 @@ compared with human3r-process on the same bag."""
 
 import numpy as np
 import rclpy
-from rclpy.parameter import Parameter
-from ros_helpers import REFERENCE_FILES, Harness, wait_until
+from ros_helpers import REFERENCE_FILES, Harness, make_node, wait_until
 from test_bags import NS, T0, TOPIC, cli, read_bag, stamp_ns, write_bag
 
 from human3r_msgs.msg import HumanArray
 from human3r_ros.cli.replay import replay
-from human3r_ros.ros.node import Human3RNode
 
 # Recorded 1 s apart, replayed one frame per `replay` call once the previous frame's output is
 # in: the node drops a frame when the next arrives during its processing (newest wins), and a
@@ -43,13 +41,8 @@ def test_live_replay_matches_offline_processing(reference_dir, tmp_path):
 
     h = Harness(offset=61)
     try:
-        node = Human3RNode(context=h.context, parameter_overrides=[Parameter(k, value=v) for k, v in {
-            "checkpoint": str(reference_dir / REFERENCE_FILES["checkpoint"]),
-            "body_model_dir": str(reference_dir / REFERENCE_FILES["body_model_dir"]),
-            "device": "cpu", "image_size": 64, "ttt3r": False, "reset_interval": 0,
-            "reliability": "reliable", "autostart": True, "use_sim_time": True,
-        }.items()], cli_args=["--ros-args", "-r", f"image:={TOPIC}"])
-        h.add_node(node)
+        node = make_node(h, reference_dir, body_model=True, image_topic=TOPIC, reliability="reliable",
+                         autostart=True, use_sim_time=True)
         live_msgs = h.collect(HumanArray, "/human3r/humans")
         wait_until(lambda: node._image_sub is not None, 60, "the node to autostart")
         player = rclpy.create_node("replayer", context=h.context)

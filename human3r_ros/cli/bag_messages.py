@@ -19,12 +19,6 @@ TOPIC_HUMANS = "/human3r/humans"
 TOPIC_TF = "/tf"
 TOPIC_CLOUD = "/human3r/scene/points"
 TOPIC_PATH = "/human3r/camera_path"
-_NS = 1_000_000_000
-
-
-def _f32(values, length: int) -> np.ndarray:
-    """A float32[] message field (rosbags takes numpy arrays for primitive arrays)."""
-    return np.asarray(values, dtype=np.float32).reshape(length)
 
 
 @dataclass(frozen=True)
@@ -61,7 +55,8 @@ class BagMessages:
         return self._t[msgtype](**fields)
 
     def _header(self, stamp_ns: int, frame_id: str):
-        stamp = self._msg("builtin_interfaces/msg/Time", sec=stamp_ns // _NS, nanosec=stamp_ns % _NS)
+        sec, nanosec = arrays.ns_to_sec_nanosec(stamp_ns)
+        stamp = self._msg("builtin_interfaces/msg/Time", sec=sec, nanosec=nanosec)
         return self._msg("std_msgs/msg/Header", stamp=stamp, frame_id=frame_id)
 
     def _point(self, xyz):
@@ -87,16 +82,11 @@ class BagMessages:
         x, y, w, h = (int(v) for v in roi)
         return self._msg(
             "human3r_msgs/msg/Human",
-            id=int(person.track_id), score=float(person.score),
-            # The engine's global_orient is camera-relative; the message wants the world frame.
-            global_orient=np.asarray(person.global_orient_world, dtype=np.float32),
-            body_pose=_f32(person.body_pose, 63), left_hand_pose=_f32(person.left_hand_pose, 45),
-            right_hand_pose=_f32(person.right_hand_pose, 45), jaw_pose=_f32(person.jaw_pose, 3),
-            betas=_f32(person.betas, 10), expression=_f32(person.expression, 10),
+            **arrays.human_fields(person),
             pose=pose,
             head_position=self._point(person.head_position_world),
             joints=[] if joints is None else [self._point(j) for j in np.asarray(joints)],
-            vertices=np.zeros(0, np.float32) if vertices is None else _f32(vertices, -1),
+            vertices=np.zeros(0, np.float32) if vertices is None else np.asarray(vertices, np.float32).reshape(-1),
             roi=self._msg("sensor_msgs/msg/RegionOfInterest", x_offset=x, y_offset=y, height=h, width=w,
                           do_rectify=False),
         )
@@ -116,7 +106,7 @@ class BagMessages:
         """(topic, message) pairs for one FrameResult, all stamped `stamp_ns` (the input's stamp)."""
         o = self.options
         header = self._header(stamp_ns, o.world_frame)
-        people = [p for p in result.people if arrays.person_is_finite(p)]  # max_people: the engine's job
+        people = arrays.publishable_people(result)
         rois = arrays.boxes_to_input_rois(arrays.people_boxes_model_px(result, people), input_hw,
                                           result.to_input_pixels)
         # each pose once per frame, shared by the HumanArray, TF and the path (as the node does)

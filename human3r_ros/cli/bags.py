@@ -21,7 +21,9 @@ from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 
 from human3r_ros.cli import CliError
 from human3r_ros.cli.sources import Frame, Source, Window
-from human3r_ros.ros.msg_arrays import ImageConversionError, compressed_image_to_rgb, raw_image_to_rgb
+from human3r_ros.ros.msg_arrays import (
+    NS_PER_S, ImageConversionError, compressed_image_to_rgb, raw_image_to_rgb, stamp_to_ns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,6 @@ COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 HUMAN3R_MSGS = ("Human", "HumanArray")
 BAG_VERSION = 8  # rosbag2 metadata version written (read by Iron, Jazzy and later)
-_NS = 1_000_000_000
 
 
 def _msg_dirs() -> Iterator[Path]:
@@ -88,8 +89,8 @@ class BagSource(Source):
         self.topic = self.connections[0].topic
         self.msgtype = self.connections[0].msgtype
         bag_start, bag_end = self._reader.start_time, self._reader.end_time
-        self._start_ns = bag_start + round(window.start * _NS)
-        self._stop_ns = None if window.duration is None else self._start_ns + round(window.duration * _NS)
+        self._start_ns = bag_start + round(window.start * NS_PER_S)
+        self._stop_ns = None if window.duration is None else self._start_ns + round(window.duration * NS_PER_S)
         count = sum(c.msgcount for c in self.connections)
         if window.start <= 0 and window.duration is None:
             self.total = count
@@ -126,8 +127,8 @@ class BagSource(Source):
         decode = compressed_image_to_rgb if self.msgtype == COMPRESSED_IMAGE else raw_image_to_rgb
         for index, (connection, log_ns, raw) in enumerate(self.raw_messages()):
             msg = store.deserialize_cdr(raw, connection.msgtype)
-            stamp_ns = msg.header.stamp.sec * _NS + msg.header.stamp.nanosec
-            where = f"{self.topic} message {index} (stamp {stamp_ns / _NS:.3f} s)"
+            stamp_ns = stamp_to_ns(msg.header.stamp)
+            where = f"{self.topic} message {index} (stamp {stamp_ns / NS_PER_S:.3f} s)"
             try:
                 rgb = decode(msg)
             except ImageConversionError as exc:

@@ -22,10 +22,10 @@ from typing import Mapping, Optional
 from human3r_ros.cli import CliError
 from human3r_ros.cli.bags import BagSource
 from human3r_ros.cli.sources import Window
+from human3r_ros.ros.msg_arrays import NS_PER_S, ns_to_sec_nanosec
 
 PROG = "human3r-replay"
 log = logging.getLogger(PROG)
-_NS = 1_000_000_000
 
 
 def parse_remaps(items) -> dict[str, str]:
@@ -89,7 +89,8 @@ def _publish_clock(publisher, bag_ns: int) -> None:
     from builtin_interfaces.msg import Time
     from rosgraph_msgs.msg import Clock
 
-    publisher.publish(Clock(clock=Time(sec=bag_ns // _NS, nanosec=bag_ns % _NS)))
+    sec, nanosec = ns_to_sec_nanosec(bag_ns)
+    publisher.publish(Clock(clock=Time(sec=sec, nanosec=nanosec)))
 
 
 def _play_once(source: BagSource, images, clock_pub, rate: float, clock_hz: float, stop: threading.Event) -> int:
@@ -99,13 +100,13 @@ def _play_once(source: BagSource, images, clock_pub, rate: float, clock_hz: floa
     for _connection, log_ns, raw in source.raw_messages():
         if first_ns is None:
             first_ns, wall0 = log_ns, time.monotonic()
-        due = wall0 + (log_ns - first_ns) / _NS / rate
+        due = wall0 + (log_ns - first_ns) / NS_PER_S / rate
         while not stop.is_set():
             left = due - time.monotonic()
             if left <= 0:
                 break
             if clock_pub is not None:  # keep bag time moving between images
-                _publish_clock(clock_pub, first_ns + round((time.monotonic() - wall0) * rate * _NS))
+                _publish_clock(clock_pub, first_ns + round((time.monotonic() - wall0) * rate * NS_PER_S))
             time.sleep(min(left, 1.0 / clock_hz))
         if stop.is_set():
             break

@@ -16,10 +16,10 @@ from typing import Iterator, Optional
 import numpy as np
 
 from human3r_ros.cli import CliError
+from human3r_ros.ros.msg_arrays import NS_PER_S
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 DEFAULT_FPS = 30.0
-_NS = 1_000_000_000
 
 
 @dataclass
@@ -81,7 +81,7 @@ class Source:
         self.total = _count(self._first, self._stop, available)
 
     def _stamp_ns(self, index: int) -> int:
-        return round(index * _NS / self.fps)
+        return round(index * NS_PER_S / self.fps)
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError

@@ -1,4 +1,6 @@
-"""Let the process keep the CPU memory a frame frees, so the next frame reuses the same pages.
+"""Process CPU memory: keep what a frame frees for the next frame; read the resident size.
+
+Keeping: let the process keep the CPU memory a frame frees, so the next frame reuses the same pages.
 
 glibc hands every allocation above its mmap threshold (32 MiB at most) a fresh mapping and
 unmaps it on free; the kernel then zero-fills each page of the next mapping on first touch. A
@@ -11,6 +13,7 @@ frame's peak, which the process reaches on every frame anyway.
 from __future__ import annotations
 
 import ctypes
+import os
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -28,3 +31,12 @@ def keep_freed_memory() -> bool:
         return False
     # one arena: threads' own arenas map large blocks regardless of M_MMAP_MAX
     return bool(mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM) and mallopt(_M_ARENA_MAX, 1))
+
+
+def resident_mb() -> float | None:
+    """This process's resident memory in MiB (Linux /proc), None where it cannot be read."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return None

@@ -8,7 +8,8 @@ when the engine ran with a body model.
 
 Extra keys not in the fixtures: ``frame_index``, ``frame_stamp`` (NaN when
 unknown), ``frame_reset``, ``hf_score``, ``hf_image_location``,
-``hf_detection_cell``, ``hf_T_cam_head``, ``hf_T_world_head``.
+``hf_detection_cell``, ``hf_T_cam_head``, ``hf_T_world_head``, ``hf_global_orient_world``
+(axis-angle of the body in the world frame, as in human3r_msgs/Human).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from human3r_ros.engine.smplx_pose import SMPLX_NUM_JOINTS, SMPLX_NUM_VERTICES
 # hf key -> (Person attribute, per-person shape); always written.
 _PERSON_KEYS = {
     "hf_global_orient": ("global_orient", (3,)),
+    "hf_global_orient_world": ("global_orient_world", (3,)),
     "hf_body_pose": ("body_pose", (21, 3)),
     "hf_left_hand_pose": ("left_hand_pose", (15, 3)),
     "hf_right_hand_pose": ("right_hand_pose", (15, 3)),

@@ -11,7 +11,7 @@ from torch import nn
 from . import postprocess
 from .camera_head import CameraPoseHead
 from .dpt import DPTHead
-from .human_head import build_human_modules
+from .human_head import INIT_BUFFER_SHAPES, build_human_modules
 from .vit import ConditionedBlock, RoPE2D
 
 
@@ -30,12 +30,8 @@ class Human3RHead(nn.Module):
         patch_size: int = 16,
     ):
         super().__init__()
-        zeros = torch.zeros  # real values come from the checkpoint or the mean-params file
-        self.register_buffer("init_body_pose", zeros(1, 53 * 6))
-        self.register_buffer("init_betas", zeros(1, 10))
-        self.register_buffer("init_betas_kid", zeros(1, 11))
-        self.register_buffer("init_cam", zeros(1, 3))
-        self.register_buffer("init_expression", zeros(1, 10))
+        for name, shape in INIT_BUFFER_SHAPES.items():  # values: the checkpoint or smpl_init_buffers
+            self.register_buffer(name, torch.zeros(shape))
 
         dims = (enc_dim, dec_dim, dec_dim, dec_dim)
 

@@ -23,7 +23,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Transform, TransformStamped, Vector3
 from nav_msgs.msg import Path
-from sensor_msgs.msg import PointCloud2, PointField, RegionOfInterest
+from sensor_msgs.msg import Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -41,21 +41,36 @@ from human3r_ros.ros.msg_arrays import (  # noqa: F401
     cloud_points,
     compressed_image_to_rgb,
     frame_colours,
+    human_fields,
     people_boxes_model_px,
-    person_is_finite,
+    publishable_people,
     raw_image_to_rgb as image_to_rgb,
+    ns_to_sec_nanosec,
     rotation_to_quaternion,
+    stamp_to_ns,
 )
 
 
 # --------------------------------------------------------------------------- time
 
-def stamp_to_ns(stamp: Time) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def stamp_to_seconds(stamp: Time) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
+
+
+def ns_to_stamp(ns: int) -> Time:
+    sec, nanosec = ns_to_sec_nanosec(ns)
+    return Time(sec=sec, nanosec=nanosec)
+
+
+# --------------------------------------------------------------------------- images
+
+def array_to_image(pixels: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "rgb8") -> Image:
+    """HxW[xC] 8-bit array -> sensor_msgs/Image: what a camera driver sends (the demo, the
+    benchmarks and the tests feed the node with it)."""
+    pixels = np.ascontiguousarray(pixels)
+    return Image(header=Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id), height=pixels.shape[0],
+                 width=pixels.shape[1], encoding=encoding, is_bigendian=0, step=pixels.strides[0],
+                 data=pixels.tobytes())
 
 
 # --------------------------------------------------------------------------- rotations and poses
@@ -114,14 +129,7 @@ def boxes_to_rois(boxes: np.ndarray, input_hw: tuple[int, int],
 
 def person_to_msg(person, roi: RegionOfInterest, pose: Pose, include_vertices: bool) -> Human:
     """One engine Person -> human3r_msgs/Human (world frame); `pose` from body_poses."""
-    msg = Human(id=int(person.track_id), score=float(person.score))
-    msg.global_orient = np.asarray(person.global_orient_world, dtype=np.float32)
-    msg.body_pose = np.asarray(person.body_pose, dtype=np.float32).reshape(63)
-    msg.left_hand_pose = np.asarray(person.left_hand_pose, dtype=np.float32).reshape(45)
-    msg.right_hand_pose = np.asarray(person.right_hand_pose, dtype=np.float32).reshape(45)
-    msg.jaw_pose = np.asarray(person.jaw_pose, dtype=np.float32).reshape(3)
-    msg.betas = np.asarray(person.betas, dtype=np.float32).reshape(10)
-    msg.expression = np.asarray(person.expression, dtype=np.float32).reshape(10)
+    msg = Human(**human_fields(person))
     msg.pose = pose
     hx, hy, hz = np.asarray(person.head_position_world, dtype=np.float64).tolist()
     msg.head_position = Point(x=hx, y=hy, z=hz)

@@ -15,6 +15,21 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+# --------------------------------------------------------------------------- time
+
+NS_PER_S = 1_000_000_000
+
+
+def stamp_to_ns(stamp) -> int:
+    """builtin_interfaces/Time (rclpy or rosbags) -> integer nanoseconds."""
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
+def ns_to_sec_nanosec(ns: int) -> tuple[int, int]:
+    """Integer nanoseconds -> (sec, nanosec) for a builtin_interfaces/Time of either flavour."""
+    return divmod(int(ns), NS_PER_S)
+
+
 # --------------------------------------------------------------------------- images
 
 
@@ -116,6 +131,28 @@ def rotation_to_quaternion(rotation: np.ndarray) -> np.ndarray:
 
 def person_is_finite(person) -> bool:
     return bool(np.isfinite(person.T_world_head).all() and np.isfinite(person.head_position_world).all())
+
+
+def publishable_people(result) -> list:
+    """The people of a FrameResult that go into messages: those with a finite pose (the
+    engine already applied max_people)."""
+    return [p for p in result.people if person_is_finite(p)]
+
+
+# human3r_msgs/Human float32[] fields with their fixed lengths (the global orientation aside)
+_HUMAN_PARAMETER_LENGTHS = {"body_pose": 63, "left_hand_pose": 45, "right_hand_pose": 45, "jaw_pose": 3,
+                            "betas": 10, "expression": 10}
+
+
+def human_fields(person) -> dict:
+    """Id, score and SMPL-X parameters of human3r_msgs/Human for one engine Person (float32
+    arrays); the points, pose and roi fields are the message builders' part."""
+    fields = {"id": int(person.track_id), "score": float(person.score),
+              # the engine's global_orient is camera-relative; the message carries the world one
+              "global_orient": np.asarray(person.global_orient_world, dtype=np.float32).reshape(3)}
+    for name, length in _HUMAN_PARAMETER_LENGTHS.items():
+        fields[name] = np.asarray(getattr(person, name), dtype=np.float32).reshape(length)
+    return fields
 
 
 # Columns: the REP-155 body axes (x forward, y left, z up) in SMPL-X body axes (x = the body's

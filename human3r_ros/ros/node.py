@@ -37,7 +37,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from human3r_msgs.msg import HumanArray
-from human3r_ros.engine.cpu_memory import keep_freed_memory
+from human3r_ros.engine.cpu_memory import keep_freed_memory, resident_mb
 from human3r_ros.engine.stream import StampedStream
 from human3r_ros.ros import conversions as conv
 from human3r_ros.ros import parameters as params
@@ -399,7 +399,7 @@ class Human3RNode(LifecycleNode):
         if not pubs:
             return  # deactivated meanwhile
         header = Header(stamp=image_header.stamp, frame_id=s.world_frame)
-        people = [p for p in result.people if conv.person_is_finite(p)]
+        people = conv.publishable_people(result)
         poses = conv.body_poses(people)
         pubs["humans"].publish(conv.frame_to_human_array(
             result, people, header, input_hw=input_hw, to_input_pixels=result.to_input_pixels,
@@ -486,11 +486,9 @@ def memory_figures(device: str) -> dict:
         if torch.cuda.is_available():
             figures["device_memory_allocated_mb"] = torch.cuda.memory_allocated(device) / 2**20
             figures["device_memory_reserved_mb"] = torch.cuda.memory_reserved(device) / 2**20
-    try:
-        with open("/proc/self/statm") as statm:
-            figures["host_memory_rss_mb"] = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        pass
+    rss = resident_mb()
+    if rss is not None:
+        figures["host_memory_rss_mb"] = rss
     return figures
 
 

@@ -186,17 +186,6 @@ def _wait(predicate: Callable[[], object], timeout: float, what: str) -> None:
         time.sleep(0.01)
 
 
-def _image_msg(rgb: np.ndarray, stamp_ns: int):
-    from builtin_interfaces.msg import Time
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import Header
-
-    h, w = rgb.shape[:2]
-    return Image(header=Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="camera"),
-                 height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3,
-                 data=np.ascontiguousarray(rgb).tobytes())
-
-
 def _run_node(frames: Sequence[np.ndarray], params: dict, domain_id: int, frame_timeout: float,
               on_frame: Callable[[int, object, float], None]) -> list[_Recorded]:
     """Feed `frames` to a live node one at a time; everything published comes back recorded."""
@@ -206,6 +195,8 @@ def _run_node(frames: Sequence[np.ndarray], params: dict, domain_id: int, frame_
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
+
+    from human3r_ros.ros.conversions import array_to_image, stamp_to_ns
 
     recorded: list[_Recorded] = []
     humans: dict[int, object] = {}  # stamp ns -> HumanArray
@@ -224,7 +215,7 @@ def _run_node(frames: Sequence[np.ndarray], params: dict, domain_id: int, frame_
                 with lock:
                     recorded.append(_Recorded(topic, msgtype, now, raw))
                     if array is not None:
-                        humans[array.header.stamp.sec * 10**9 + array.header.stamp.nanosec] = array
+                        humans[stamp_to_ns(array.header.stamp)] = array
 
             # raw: meshes make marker messages large, and only the people are needed here
             subscriptions.append(run.client.create_subscription(msg_class, topic, keep, qos, raw=True))
@@ -243,7 +234,7 @@ def _run_node(frames: Sequence[np.ndarray], params: dict, domain_id: int, frame_
         stamp0 = time.time_ns()
         stamps = [stamp0 + round(i * FRAME_PERIOD_S * 1e9) for i in range(len(frames))]
         for i, (rgb, stamp_ns) in enumerate(zip(frames, stamps)):
-            msg = _image_msg(rgb, stamp_ns)
+            msg = array_to_image(rgb, stamp_ns, "camera")
             sent = time.monotonic()
             now = run.client.get_clock().now().nanoseconds
             with lock:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
+
+from human3r_ros.cli.sources import read_image_file
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "demo" / "sample"
 
@@ -21,4 +22,4 @@ def sample_paths(folder: Path = SAMPLE_DIR) -> list[Path]:
 
 def sample_frames(folder: Path = SAMPLE_DIR) -> list[np.ndarray]:
     """The sample frames as H x W x 3 uint8 RGB arrays, in order."""
-    return [np.asarray(PIL.Image.open(p).convert("RGB")) for p in sample_paths(folder)]
+    return [read_image_file(p) for p in sample_paths(folder)]

@@ -28,8 +28,8 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from human3r_msgs.msg import Human, HumanArray
-# Images (image_to_rgb, compressed_image_to_rgb, the errors), rotations, person boxes and cloud
-# points come from the ROS-free module; re-exported so the node needs one import.
+# Images (image_to_rgb, compressed_image_to_rgb, the errors), stamps, rotations, people (fields,
+# boxes) and cloud points come from the ROS-free module; re-exported so the node needs one import.
 from human3r_ros.ros.msg_arrays import (  # noqa: F401
     CLOUD_FIELDS as _CLOUD_FIELD_SPECS,
     CLOUD_POINT_DTYPE,
@@ -42,10 +42,10 @@ from human3r_ros.ros.msg_arrays import (  # noqa: F401
     compressed_image_to_rgb,
     frame_colours,
     human_fields,
+    ns_to_sec_nanosec,
     people_boxes_model_px,
     publishable_people,
     raw_image_to_rgb as image_to_rgb,
-    ns_to_sec_nanosec,
     rotation_to_quaternion,
     stamp_to_ns,
 )

@@ -123,6 +123,17 @@ def test_model_parameters_locked_while_configured(harness, reference_dir):
         remove(harness, node)
 
 
+def test_compile_parameter_reaches_the_network(harness, reference_dir):
+    node = make_node(harness, reference_dir, compile="default")
+    try:
+        assert change_state(harness, Transition.TRANSITION_CONFIGURE)
+        net = node._engine.net
+        # compilation itself happens on the first frame (test_compiled.py checks the graphs)
+        assert node._engine.compile_mode == "default" and net.enc_blocks[0]._compiled_call_impl is not None
+    finally:
+        remove(harness, node)
+
+
 def _threads_of_a_new_thread() -> int:
     # torch's thread count is per OS thread once set; new threads (the node's worker) take the
     # process-wide value that set_num_threads stored last

@@ -290,6 +290,29 @@ def test_markers_meshes_joints_heads(io):
     assert [m.action for m in conv.people_markers([], HEADER).markers] == [Marker.DELETEALL]
 
 
+@pytest.mark.parametrize("frame_id", ["w", "wo", "wor", "worl", "world", "human3r_world"])
+def test_serialized_markers_are_the_markers(io, frame_id, monkeypatch):
+    from rclpy.serialization import deserialize_message, serialize_message
+    from visualization_msgs.msg import MarkerArray
+
+    # frame ids of every length mod 8 move the meshes' points to both CDR alignments
+    header = Header(stamp=stamp(3.25), frame_id=frame_id)
+    faces = np.random.default_rng(0).integers(0, 10475, (2000, 3))
+    cases = [(fixture_frame(io, 3).people, faces), (fixture_frame(io, 3).people, None),
+             (fixture_frame(io, 3, False).people, faces), ([], faces)]
+    real_markers = conv.people_markers
+    calls = []  # people_markers_cdr must never fall back to the full message (no placeholders)
+    monkeypatch.setattr(conv, "people_markers", lambda *a, **k: calls.append(k) or real_markers(*a, **k))
+    for people, case_faces in cases:
+        # what a subscriber gets from the message (float32 fields rounded by the serialization)
+        expected = deserialize_message(serialize_message(real_markers(people, header, case_faces)), MarkerArray)
+        got = deserialize_message(conv.people_markers_cdr(people, header, case_faces), MarkerArray)
+        assert got == expected
+    assert len(calls) == len(cases) and all(k.get("mesh_placeholders") is not None for k in calls)
+    assert sum(m.type == Marker.TRIANGLE_LIST for m in expected.markers) == 0  # the last case: nobody
+    assert sum(len(m.points) == 6000 for m in real_markers(cases[0][0], header, faces).markers) == 4
+
+
 def test_path_append_and_trim():
     path = Path()
     for i in range(5):

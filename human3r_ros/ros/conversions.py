@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import array
 import operator
+import struct
 import sys
 from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from rclpy.serialization import serialize_message
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Transform, TransformStamped, Vector3
 from nav_msgs.msg import Path
@@ -210,9 +212,13 @@ def track_colour(track_id: int, alpha: float = 1.0) -> ColorRGBA:
 
 
 def people_markers(people: Sequence, header: Header, faces: Optional[np.ndarray] = None,
-                   alpha: float = 0.8) -> MarkerArray:
+                   alpha: float = 0.8, mesh_placeholders: Optional[list] = None) -> MarkerArray:
     """Markers for RViz: DELETEALL first (people who left vanish), then per person a SMPL-X mesh
-    (TRIANGLE_LIST, when vertices and faces exist) or joint/head spheres, plus an id label."""
+    (TRIANGLE_LIST, when vertices and faces exist) or joint/head spheres, plus an id label.
+
+    With `mesh_placeholders` (a list), each mesh gets one placeholder point instead of its
+    triangles, and (placeholder, triangle corners as an (n, 3) array) is appended to the list:
+    people_markers_cdr writes the corners into the serialized message."""
     markers = [Marker(header=header, action=Marker.DELETEALL)]
     identity = Pose(orientation=Quaternion(w=1.0))
     for person in people:
@@ -226,9 +232,15 @@ def people_markers(people: Sequence, header: Header, faces: Optional[np.ndarray]
         if vertices is not None and faces is not None:
             body.type = Marker.TRIANGLE_LIST
             body.scale = Vector3(x=1.0, y=1.0, z=1.0)
-            # One Point per vertex, shared by every triangle using it: 6x fewer objects to build.
-            vertex_points = points_to_msgs(vertices)
-            body.points = list(operator.itemgetter(*np.asarray(faces).reshape(-1).tolist())(vertex_points))
+            if mesh_placeholders is not None:
+                placeholder = Point(x=_PLACEHOLDER, y=float(len(mesh_placeholders)), z=_PLACEHOLDER)
+                corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces).reshape(-1)]
+                mesh_placeholders.append((placeholder, corners))
+                body.points = [placeholder]
+            else:
+                # One Point per vertex, shared by every triangle using it: 6x fewer objects to build.
+                vertex_points = points_to_msgs(vertices)
+                body.points = list(operator.itemgetter(*np.asarray(faces).reshape(-1).tolist())(vertex_points))
         elif joints is not None:
             body.type = Marker.SPHERE_LIST
             body.scale = Vector3(x=JOINT_DIAMETER, y=JOINT_DIAMETER, z=JOINT_DIAMETER)
@@ -246,6 +258,38 @@ def people_markers(people: Sequence, header: Header, faces: Optional[np.ndarray]
                               scale=Vector3(z=0.15), color=track_colour(person.track_id, 1.0),
                               text=f"{person.track_id}"))
     return MarkerArray(markers=markers)
+
+
+_PLACEHOLDER = -1.2345678901234567e-301  # a coordinate no mesh has: marks a placeholder point
+_CDR_LITTLE_ENDIAN = b"\x00\x01"  # the encapsulation header of serialize_message's output
+
+
+def people_markers_cdr(people: Sequence, header: Header, faces: Optional[np.ndarray] = None,
+                       alpha: float = 0.8) -> bytes:
+    """people_markers serialized for Publisher.publish (the same message), without building a
+    Python Point per triangle corner (~63k per SMPL-X mesh; rclpy would then convert each again).
+
+    The array is serialized with one placeholder point per mesh; each placeholder's
+    sequence<Point> (a uint32 count, then 24 bytes per point, 8-aligned: Marker's fixed-size
+    fields before it end 8-aligned) is then rewritten with the mesh's count and corners. A
+    point is a multiple of 8 bytes long, so all that follows keeps its CDR alignment. Any other
+    layout falls back to serializing the whole message."""
+    placeholders: list = []
+    raw = serialize_message(people_markers(people, header, faces, alpha, mesh_placeholders=placeholders))
+    if not placeholders:
+        return raw
+    if raw[:2] != _CDR_LITTLE_ENDIAN:
+        return serialize_message(people_markers(people, header, faces, alpha))
+    parts, cursor = [], 0
+    for placeholder, corners in placeholders:
+        start = raw.index(struct.pack("<3d", placeholder.x, placeholder.y, placeholder.z), cursor)
+        if raw[start - 4:start] != struct.pack("<I", 1):  # not the layout described above
+            return serialize_message(people_markers(people, header, faces, alpha))
+        parts += [raw[cursor:start - 4], struct.pack("<I", len(corners)),
+                  np.ascontiguousarray(corners, dtype="<f8").tobytes()]
+        cursor = start + 24
+    parts.append(raw[cursor:])
+    return b"".join(parts)
 
 
 # --------------------------------------------------------------------------- diagnostics

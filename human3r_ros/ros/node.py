@@ -420,7 +420,7 @@ class Human3RNode(LifecycleNode):
         if path is not None:
             pubs["path"].publish(path)
         if s.publish_markers and pubs["markers"].get_subscription_count() > 0:
-            pubs["markers"].publish(conv.people_markers(people, header, faces))
+            pubs["markers"].publish(conv.people_markers_cdr(people, header, faces))
 
     # ------------------------------------------------------------------ reporting
 

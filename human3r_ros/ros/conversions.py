@@ -171,10 +171,12 @@ def pointmap_to_cloud(points: np.ndarray, colours: np.ndarray, header: Header, *
     coordinates and (when `human_mask` is given) human probability < mask_threshold."""
     cloud = cloud_points(points, colours, conf=conf, conf_threshold=conf_threshold, stride=stride,
                          human_mask=human_mask, mask_threshold=mask_threshold)
+    data = array.array("B")
+    data.frombytes(cloud.view(np.uint8))  # the one copy: with check_fields the message keeps it as is
     return PointCloud2(
         header=header, height=1, width=len(cloud), fields=list(CLOUD_FIELDS),
         is_bigendian=sys.byteorder != "little", point_step=CLOUD_POINT_DTYPE.itemsize,
-        row_step=CLOUD_POINT_DTYPE.itemsize * len(cloud), data=cloud.tobytes(), is_dense=True,
+        row_step=CLOUD_POINT_DTYPE.itemsize * len(cloud), data=data, is_dense=True, check_fields=True,
     )
 
 

@@ -25,9 +25,10 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
-def test_compiled_blocks_keep_reference_outputs(reference_dir, fresh_dynamo):
-    z = np.load(reference_dir / "tiny_reset_io.npz")
-    engine = make_engine(reference_dir, "reset")
+@pytest.mark.parametrize("case", ["ttt3r", "reset"])  # gated state updates; resets
+def test_compiled_blocks_keep_reference_outputs(reference_dir, fresh_dynamo, case):
+    z = np.load(reference_dir / f"tiny_{case}_io.npz")
+    engine = make_engine(reference_dir, case)
     compile_network(engine.net, "default", backend="aot_eager")  # fullgraph: a graph break raises
     frames = z["frames_uint8"]
     results = [engine.step(frames[0], stamp=0.0), engine.step(frames[1], stamp=0.1)]
@@ -37,7 +38,7 @@ def test_compiled_blocks_keep_reference_outputs(reference_dir, fresh_dynamo):
     assert graphs_after_two > 0, "nothing was compiled"
     people = [len(r.people) for r in results]
     assert len(set(people)) > 1, f"the case should vary the number of people, got {people}"
-    # new people counts, TTT3R updates and resets reuse the graphs built on the first two frames
+    # new people counts, gated updates and resets reuse the graphs built on the first two frames
     assert counters["stats"]["unique_graphs"] == graphs_after_two
     assert_matches_reference(to_npz_dict(results), z)
 

@@ -151,7 +151,8 @@ class Human3REngine:
         if self.max_people and len(persons) > self.max_people:
             keep = sorted(np.argsort(-scores, kind="stable")[: self.max_people])
             persons = [persons[i] for i in keep]
-        image = ((view.img.permute(1, 2, 0).numpy() * 0.5 + 0.5) * 255.0).round().clip(0, 255).astype(np.uint8, order="C")
+        image = (view.img.permute(1, 2, 0).numpy() * 0.5 + 0.5) * 255.0
+        image = image.round().clip(0, 255).astype(np.uint8, order="C")  # C order: gathered row-wise
         cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
         return FrameResult(
             index=self._count,

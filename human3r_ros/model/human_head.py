@@ -21,13 +21,13 @@ from .postprocess import exp_scaled_points
 SCORE_EPS = 1e-6  # scores are squeezed into [eps, 1 - eps]
 DETECTION_THRESHOLD = 0.3
 NUM_ROTATIONS = 53  # SMPL-X: global orient + 21 body + jaw + 2 eyes + 2 x 15 hands
-# the head's init_* buffers in checkpoint order, with their shapes
-INIT_BUFFER_SHAPES = OrderedDict(
-    init_body_pose=(1, NUM_ROTATIONS * 6), init_betas=(1, 10), init_betas_kid=(1, 11), init_cam=(1, 3),
-    init_expression=(1, 10),
-)
 NUM_BETAS = 10
 NUM_EXPRESSION = 10
+# the head's init_* buffers in checkpoint order, with their shapes (kids: one extra shape value)
+INIT_BUFFER_SHAPES = OrderedDict(
+    init_body_pose=(1, NUM_ROTATIONS * 6), init_betas=(1, NUM_BETAS), init_betas_kid=(1, NUM_BETAS + 1),
+    init_cam=(1, 3), init_expression=(1, NUM_EXPRESSION),
+)
 GRAM_SCHMIDT_EPS = 1e-6
 
 

@@ -280,13 +280,14 @@ def people_markers_cdr(people: Sequence, header: Header, faces: Optional[np.ndar
     raw = serialize_message(people_markers(people, header, faces, alpha, mesh_placeholders=placeholders))
     if not placeholders:
         return raw
+    whole = lambda: serialize_message(people_markers(people, header, faces, alpha))  # noqa: E731
     if raw[:2] != _CDR_LITTLE_ENDIAN:
-        return serialize_message(people_markers(people, header, faces, alpha))
+        return whole()
     parts, cursor = [], 0
     for placeholder, corners in placeholders:
         start = raw.index(struct.pack("<3d", placeholder.x, placeholder.y, placeholder.z), cursor)
         if raw[start - 4:start] != struct.pack("<I", 1):  # not the layout described above
-            return serialize_message(people_markers(people, header, faces, alpha))
+            return whole()
         parts += [raw[cursor:start - 4], struct.pack("<I", len(corners)),
                   np.ascontiguousarray(corners, dtype="<f8").tobytes()]
         cursor = start + 24

@@ -10,6 +10,7 @@ import torch
 
 from human3r_ros.model import load_checkpoint
 from human3r_ros.model.compiled import compile_network
+from human3r_ros.model.hub import HubFile, ProgressCallback, resolve_checkpoint
 from human3r_ros.model.network import Human3RNet, ViewOutput
 from human3r_ros.model.postprocess import pose_encoding_to_c2w
 
@@ -70,15 +71,20 @@ class Human3REngine:
     @classmethod
     def from_checkpoint(
         cls,
-        path: str | Path,
+        path: str | Path | HubFile,
         body_model_dir: str | Path | None = None,
         device: str = "cpu",
         precision: str = "fp32",
         ttt3r: bool = True,
         reset_interval: int = 100,
         size: int = 512,
+        checkpoint_revision: str | None = None,
+        download_progress: ProgressCallback | None = None,
         **kwargs,
     ) -> "Human3REngine":
+        """``path``: a checkpoint file, or released weights by name (``human3r_672S`` ...) or
+        :class:`HubFile`, downloaded on first use and verified (see :mod:`human3r_ros.model.hub`)."""
+        path = resolve_checkpoint(path, checkpoint_revision, progress=download_progress)
         net = load_checkpoint(path, device=device, precision=precision)
         body = BodyModel(body_model_dir, device=device) if body_model_dir else None
         return cls(net, body, ttt3r=ttt3r, reset_interval=reset_interval, size=size, **kwargs)

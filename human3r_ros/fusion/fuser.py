@@ -1,0 +1,190 @@
+"""One frame set in, fused people out: the per-frame-set fusion pipeline.
+
+For each frame set (one FrameResult per camera, taken at about the same time):
+  1. every detection's head is placed in the rig frame with its camera's scale;
+  2. detections are grouped across cameras (position + canonical pose cost, Hungarian, gate);
+  3. each group's head is triangulated from the head rays (single view or near-parallel rays:
+     weighted mean of the placed heads), orientations and SMPL-X parameters are averaged;
+  4. the rig pose (rig frame -> rig world) takes the result to the rig world;
+  5. groups get global ids; well-conditioned groups add scale samples for the next frame sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Optional
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from human3r_ros.fusion.association import associate_views, pose_quaternions
+from human3r_ros.fusion.averaging import (joint_rotations, mean_coefficients, mean_rotation,
+                                          split_joint_rotations, view_weights)
+from human3r_ros.fusion.identities import GlobalIds
+from human3r_ros.fusion.people import FusedFrame, FusedPerson, PersonView
+from human3r_ros.fusion.rig import Rig
+from human3r_ros.fusion.scale import RunningScale
+from human3r_ros.fusion.triangulation import closest_point_to_rays, max_ray_angle
+
+BODY_JOINTS = 21  # the first rows of joint_rotations: the canonical pose of association
+
+
+class Fuser:
+    """Fuses the people of several cameras, one frame set per :meth:`fuse` call.
+
+    rig: the cameras' extrinsics. gate: largest association cost of a pair (cost units:
+      0.8 per metre + 0.2 per radian of pose distance). min_ray_angle_deg: head rays closer
+      to parallel than this are averaged, not triangulated. scale_ray_angle_deg: smallest
+      ray angle of a group that gives scale samples (depth along narrow rays is uncertain).
+    estimate_scale: False keeps ``initial_scales`` (default 1) for good.
+    scale_window, scale_min_samples: see :class:`RunningScale`.
+    reidentify_distance, forget_after: see :class:`GlobalIds`.
+    """
+
+    def __init__(self, rig: Rig, *, gate: float = 0.6, min_ray_angle_deg: float = 2.0,
+                 scale_ray_angle_deg: float = 10.0, estimate_scale: bool = True,
+                 initial_scales: Optional[Mapping[str, float]] = None, scale_window: int = 300,
+                 scale_min_samples: int = 10, reidentify_distance: float = 0.5, forget_after: int = 90):
+        if gate <= 0:
+            raise ValueError(f"gate must be > 0, got {gate}")
+        self.rig = rig
+        self.gate = gate
+        self.min_ray_angle = np.deg2rad(min_ray_angle_deg)
+        self.scale_ray_angle = np.deg2rad(scale_ray_angle_deg)
+        self.estimate_scale = estimate_scale
+        initial_scales = dict(initial_scales or {})
+        for camera in initial_scales:
+            rig.check_camera(camera)
+        self.scale_estimates = {
+            camera: RunningScale(scale_window, scale_min_samples, initial_scales.get(camera, 1.0))
+            for camera in rig.cameras
+        }
+        self.ids = GlobalIds(reidentify_distance, forget_after)
+
+    @property
+    def scales(self) -> dict[str, float]:
+        """Current scale factor per camera (metres per unit of its reconstruction)."""
+        return {camera: estimate.value for camera, estimate in self.scale_estimates.items()}
+
+    def reset_camera(self, camera: str) -> None:
+        """The camera's engine was reset: forget its tracks and its scale samples."""
+        self.rig.check_camera(camera)
+        self.ids.forget_camera(camera)
+        self.scale_estimates[camera].reset()
+
+    def fuse(self, frames: Mapping[str, object]) -> FusedFrame:
+        """frames: camera name -> that camera's FrameResult of this frame set (anything with
+        ``c2w``, ``people`` and ``stamp``). Cameras without a frame are simply left out."""
+        if not frames:
+            raise ValueError("a frame set needs at least one camera's frame")
+        for camera in frames:
+            self.rig.check_camera(camera)
+        scales = self.scales
+        cameras = list(frames)
+        rig_pose = self.rig.rig_pose({camera: frames[camera].c2w for camera in cameras}, scales)
+        detections = [(camera, person) for camera in cameras for person in frames[camera].people]
+        stamps = [frames[c].stamp for c in cameras if frames[c].stamp is not None]
+        fused = FusedFrame(stamp=max(stamps) if stamps else None, rig_pose=rig_pose, scales=scales)
+        if not detections:
+            self.ids.assign([], np.zeros((0, 3)))
+            return fused
+
+        # Every detection's rotations converted at once (scipy's per-call cost dominates).
+        heads_rig = np.stack([self._head_in_rig(camera, person, scales) for camera, person in detections])
+        joint_quats = pose_quaternions(np.stack([joint_rotations(person) for _, person in detections]))
+        camera_rotations = Rotation.from_matrix(np.stack([self.rig.extrinsics[c][:3, :3] for c, _ in detections]))
+        orient_rig_quats = (camera_rotations * Rotation.from_rotvec(
+            np.stack([person.global_orient for _, person in detections]).astype(np.float64))).as_quat()
+
+        view_rows = [[i for i, (c, _) in enumerate(detections) if c == camera] for camera in cameras]
+        view_groups = associate_views([heads_rig[rows] for rows in view_rows],
+                                      [joint_quats[rows, :BODY_JOINTS] for rows in view_rows], self.gate)
+        groups = [[view_rows[v][i] for v, i in group] for group in view_groups]
+
+        weights = [view_weights([detections[i][1].score for i in rows]) for rows in groups]
+        heads = [self._head_position(rows, detections, heads_rig, w) for rows, w in zip(groups, weights)]
+        # All groups' rotations (orientation in the rig, then the joints) averaged in one call:
+        # groups padded to the largest one with zero-weight views.
+        rotations = np.concatenate([orient_rig_quats[:, None], joint_quats], axis=1)
+        largest = max(len(rows) for rows in groups)
+        padded = np.zeros((len(groups), largest) + rotations.shape[1:])
+        padded[..., 3] = 1.0
+        padded_weights = np.zeros((len(groups), largest))
+        for g, rows in enumerate(groups):
+            padded[g, :len(rows)] = rotations[rows]
+            padded_weights[g, :len(rows)] = weights[g]
+        means = mean_rotation(padded.swapaxes(1, 2), padded_weights[:, None, :])
+        orient_rig = Rotation.from_quat(means[:, 0])
+        orient_world = Rotation.from_matrix(rig_pose[:3, :3]) * orient_rig
+        joint_rotvecs = Rotation.from_quat(means[:, 1:].reshape(-1, 4)).as_rotvec().reshape(len(groups), -1, 3)
+
+        for g, rows in enumerate(groups):
+            head_rig, triangulated = heads[g]
+            if triangulated:
+                self._add_scale_samples(rows, detections, heads_rig, head_rig)
+            fused.people.append(self._person(rows, detections, heads_rig, head_rig, triangulated, weights[g],
+                                             rig_pose, orient_rig[g], orient_world[g], joint_rotvecs[g], scales))
+        tracks = [[(view.camera, view.track_id) for view in person.views] for person in fused.people]
+        ids = self.ids.assign(tracks, np.stack([p.head_position_world for p in fused.people]))
+        for person, person_id in zip(fused.people, ids):
+            person.person_id = person_id
+        fused.people.sort(key=lambda p: p.person_id)
+        return fused
+
+    def _head_in_rig(self, camera: str, person, scales) -> np.ndarray:
+        head = np.asarray(person.head_position_cam, dtype=np.float64)
+        if head.shape != (3,) or not np.all(np.isfinite(head)) or np.linalg.norm(head) <= 0:
+            raise ValueError(f"camera {camera!r}, track {person.track_id}: head position must be 3 finite "
+                             f"numbers away from the camera, got {head.tolist()}")
+        return self.rig.to_rig(camera, head, scales[camera])
+
+    def _head_position(self, rows, detections, heads_rig, weights) -> tuple[np.ndarray, bool]:
+        """The group's head in the rig frame and whether it was triangulated."""
+        if len(rows) < 2:
+            return heads_rig[rows[0]], False
+        origins = np.stack([self.rig.extrinsics[detections[i][0]][:3, 3] for i in rows])
+        directions = heads_rig[rows] - origins
+        if max_ray_angle(directions) < self.min_ray_angle:
+            return np.average(heads_rig[rows], axis=0, weights=weights), False
+        return closest_point_to_rays(origins, directions, weights), True
+
+    def _add_scale_samples(self, rows, detections, heads_rig, head_rig) -> None:
+        if not self.estimate_scale:
+            return
+        origins = np.stack([self.rig.extrinsics[detections[i][0]][:3, 3] for i in rows])
+        if max_ray_angle(heads_rig[rows] - origins) < self.scale_ray_angle:
+            return
+        for i, origin in zip(rows, origins):
+            camera, person = detections[i]
+            self.scale_estimates[camera].add(float(np.linalg.norm(head_rig - origin)),
+                                             float(np.linalg.norm(person.head_position_cam)))
+
+    def _person(self, rows, detections, heads_rig, head_rig, triangulated, weights, rig_pose,
+                orient_rig, orient_world, joint_rotvecs, scales) -> FusedPerson:
+        people = [detections[i][1] for i in rows]
+        head_world = rig_pose[:3, :3] @ head_rig + rig_pose[:3, 3]
+        T_world_head = np.eye(4, dtype=np.float32)
+        T_world_head[:3, :3] = orient_world.as_matrix()
+        T_world_head[:3, 3] = head_world
+        pelvis_world = None
+        if all(p.pelvis_position_cam is not None for p in people):
+            # The views' head-to-pelvis offsets, averaged, hang the pelvis from the fused head.
+            offsets = [self.rig.to_rig(detections[i][0], detections[i][1].pelvis_position_cam, scales[detections[i][0]])
+                       - heads_rig[i] for i in rows]
+            pelvis_rig = head_rig + np.average(np.stack(offsets), axis=0, weights=weights)
+            pelvis_world = (rig_pose[:3, :3] @ pelvis_rig + rig_pose[:3, 3]).astype(np.float32)
+        return FusedPerson(
+            person_id=-1,
+            views=[PersonView(detections[i][0], int(detections[i][1].track_id), float(detections[i][1].score),
+                              heads_rig[i].astype(np.float32)) for i in rows],
+            score=float(max(p.score for p in people)),
+            head_position_world=head_world.astype(np.float32),
+            head_position_rig=np.asarray(head_rig, dtype=np.float32),
+            global_orient_world=orient_world.as_rotvec().astype(np.float32),
+            global_orient_rig=orient_rig.as_rotvec().astype(np.float32),
+            T_world_head=T_world_head,
+            triangulated=triangulated,
+            pelvis_position_world=pelvis_world,
+            **split_joint_rotations(joint_rotvecs),
+            **mean_coefficients(people, weights),
+        )

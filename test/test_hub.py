@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,6 +77,8 @@ class LocalHub:
     """Serves ``content`` at any revision of REPO_ID/FILENAME, announcing ``announced`` metadata."""
 
     content: bytes
+    repo_id: str = REPO_ID
+    filename: str = FILENAME
     announced: bytes | None = None  # the file whose SHA-256 and size the headers announce (default: content)
     drop_first_get: bool = False  # close the connection half-way through the first GET
     requests: list = field(default_factory=list)
@@ -96,7 +99,7 @@ class LocalHub:
             def _answer(self, body: bool) -> None:
                 hub.requests.append(Request(self.command, self.path, self.headers.get("Range")))
                 m = re.fullmatch(r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)", self.path)
-                if not m or m["repo"] != REPO_ID or m["file"] != FILENAME:
+                if not m or m["repo"] != hub.repo_id or m["file"] != hub.filename:
                     self.send_error(404)
                     return
                 announced = hub.announced if hub.announced is not None else hub.content
@@ -187,12 +190,18 @@ def entry_for(content: bytes, **changes) -> dict:
     return spec
 
 
-def run_resolve(hf_home: Path, endpoint: str, spec: dict, *, revision=None, load=False, offline=False):
+def hf_env(hf_home: Path, endpoint: str, offline: bool = False) -> dict:
+    """The environment of a user whose Hugging Face home is ``hf_home`` and hub is ``endpoint``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(HF_HOME=str(hf_home), HF_ENDPOINT=endpoint, NO_PROXY="127.0.0.1,localhost",
                no_proxy="127.0.0.1,localhost", HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=str(REPO_ROOT))
     if offline:
         env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def run_resolve(hf_home: Path, endpoint: str, spec: dict, *, revision=None, load=False, offline=False):
+    env = hf_env(hf_home, endpoint, offline)
     args = [sys.executable, "-c", RESOLVE, json.dumps([spec, revision, load]), str(HUB_MODULE)]
     return subprocess.run(args, env=env,
                           capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
@@ -315,3 +324,27 @@ def test_verify_file_names_the_file_and_the_expected_values(tmp_path):
     assert f.read_bytes() == b"abc"
     with pytest.raises(ValueError, match="64 lower-case hex"):
         HubFile("x.pth", sha256="ABC")
+
+
+def test_cli_takes_a_released_name_and_a_revision(reference_dir, tmp_path, hub_server, tiny_bytes):
+    other = "fedcba9876543210fedcba9876543210fedcba98"  # not the pinned commit: the hub's hash is expected
+    server, url = hub_server(repo_id="faneggg/human3r", filename="human3r_672S.pth")
+    frames = tmp_path / "frames.npz"
+    np.savez(frames, frames_uint8=np.load(reference_dir / "tiny_plain_io.npz")["frames_uint8"])
+    run = subprocess.run(
+        [sys.executable, "-m", "human3r_ros.cli.process", "--checkpoint", "human3r_672S", "--checkpoint-revision",
+         other, "--input", str(frames), "--output", str(tmp_path / "out.npz"), "--size", "64", "--no-progress",
+         "--duration", "0.05"],
+        env=hf_env(tmp_path / "hf", url), capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 0, run.stderr
+    assert "wrote 2 frames" in run.stderr and "CC BY-NC-SA 4.0" in run.stderr
+    assert [r.path for r in server.gets()] == [f"/faneggg/human3r/resolve/{other}/human3r_672S.pth"]
+    assert json.loads(str(np.load(tmp_path / "out.npz")["meta_json"]))["checkpoint"] == "human3r_672S"
+
+
+def test_cli_refuses_a_revision_with_a_path(reference_dir, tmp_path, capsys):
+    from human3r_ros.cli.process import main
+
+    rc = main(["--checkpoint", str(reference_dir / "tiny_plain_checkpoint.pth"), "--checkpoint-revision", "main",
+               "--input", str(reference_dir / "tiny_plain_io.npz"), "--output", str(tmp_path / "out.npz")])
+    assert rc != 0 and "--checkpoint-revision applies to weights given by name" in capsys.readouterr().err

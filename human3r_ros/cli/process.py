@@ -59,8 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     model = p.add_argument_group("model")
-    model.add_argument("--checkpoint", required=True, type=Path, metavar="PATH",
-                       help="Human3R checkpoint (.pth or .safetensors)")
+    model.add_argument("--checkpoint", required=True, metavar="PATH|NAME",
+                       help="Human3R checkpoint (.pth or .safetensors), or released weights by name: human3r_672S, "
+                            "human3r_672B, human3r_672L, human3r_896L (downloaded from Hugging Face on first use, "
+                            "verified and cached; CC BY-NC-SA 4.0, non-commercial)")
+    model.add_argument("--checkpoint-revision", metavar="COMMIT",
+                       help="with a name: revision of huggingface.co/faneggg/human3r to use instead of the pinned one")
     model.add_argument("--body-model", type=Path, metavar="DIR",
                        help="folder with smplx/SMPLX_NEUTRAL.npz (without it: no meshes or joints)")
     model.add_argument("--size", type=int, default=512, metavar="PX",
@@ -115,8 +119,13 @@ def _check_arguments(args) -> None:
 def _check_model_files(args) -> None:
     from human3r_ros.engine.body_model import smplx_model_file
 
-    if not args.checkpoint.is_file():
-        raise CliError(f"checkpoint not found: {args.checkpoint}")
+    from human3r_ros.model.hub import is_weights_name
+
+    if not is_weights_name(args.checkpoint):
+        if args.checkpoint_revision:
+            raise CliError("--checkpoint-revision applies to weights given by name (e.g. --checkpoint human3r_672S)")
+        if not Path(args.checkpoint).is_file():
+            raise CliError(f"checkpoint not found: {args.checkpoint} (a file, or a name such as human3r_672S)")
     if args.body_model is not None and not smplx_model_file(args.body_model).is_file():
         raise CliError(f"SMPL-X model not found: expected {smplx_model_file(args.body_model)} "
                        "(--body-model is the folder containing smplx/SMPLX_NEUTRAL.npz)")
@@ -235,6 +244,8 @@ def _load_engine(args):
     try:
         return Human3REngine.from_checkpoint(
             args.checkpoint, body_model_dir=args.body_model, device=args.device, precision=args.precision,
+            checkpoint_revision=args.checkpoint_revision,
+            download_progress=(lambda done, total: None) if args.no_progress else None,  # None: huggingface_hub's bar
             ttt3r=args.ttt3r, reset_interval=args.reset_interval, size=args.size,
             det_threshold=args.detection_threshold, max_people=args.max_people, compile_mode=args.compile)
     except (ValueError, RuntimeError, OSError) as exc:  # CheckpointError, BodyModelError, device errors

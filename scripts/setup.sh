@@ -133,20 +133,22 @@ else
   build_env+=("PATH=$VENV/bin:$PATH" "VIRTUAL_ENV=$VENV")
 fi
 
-# The stand-in tf2_msgs is built only where nothing provides the real one.
+# Each stand-in interface package compat/<pkg> is built only where nothing provides the real one.
 packages=("$ROOT" "$ROOT/human3r_msgs")
-if "${build_env[@]}" "$VPY" -c 'import tf2_msgs.msg' 2>/dev/null; then
-  compat_tf2=no
-else
-  compat_tf2=yes
-  packages+=("$ROOT/compat/tf2_msgs")
-fi
+compat_built=()
+for dir in "$ROOT"/compat/*/; do
+  pkg=$(basename "$dir")
+  if ! "${build_env[@]}" "$VPY" -c "import $pkg.msg" 2>/dev/null; then
+    compat_built+=("$pkg")
+    packages+=("$ROOT/compat/$pkg")
+  fi
+done
 
 build_inputs=(package.xml setup.py setup.cfg)
 while IFS= read -r f; do build_inputs+=("$f"); done < <(
   find resource launch config rviz human3r_msgs compat -type f \
     -not -name '*.pyc' -not -path '*/__pycache__/*' | LC_ALL=C sort)
-build_id="$(hash_files "${build_inputs[@]}") $pkgs_id $venv_id compat_tf2=$compat_tf2"
+build_id="$(hash_files "${build_inputs[@]}") $pkgs_id $venv_id compat=${compat_built[*]:-}"
 if [[ "$(cat install/.h3r-build 2>/dev/null)" != "$build_id" ]]; then
   "${build_env[@]}" sh -c 'command -v colcon' >/dev/null \
     || die "colcon not found: install it (e.g. apt install python3-colcon-common-extensions)"
@@ -154,7 +156,7 @@ if [[ "$(cat install/.h3r-build 2>/dev/null)" != "$build_id" ]]; then
   "${build_env[@]}" sh -c 'command -v cmake' >/dev/null || die "cmake not found: install it (e.g. apt install cmake)"
   "${build_env[@]}" sh -c 'command -v "${CC:-cc}" && command -v "${CXX:-c++}"' >/dev/null \
     || die "no C/C++ compiler (cc, c++) found: install one (e.g. apt install build-essential)"
-  log "colcon build: human3r_ros human3r_msgs$([[ $compat_tf2 == yes ]] && echo ' tf2_msgs(compat)')"
+  log "colcon build: human3r_ros human3r_msgs$(for pkg in "${compat_built[@]}"; do printf ' %s(compat)' "$pkg"; done)"
   [[ $MODE == wheels ]] && log "(colcon's warning that .venv has no local_setup files is expected: the wheels make it an ament prefix without setup scripts)"
   rm -f install/.h3r-build
   "${build_env[@]}" colcon --log-base log build \

@@ -1,0 +1,160 @@
+"""Jitter and lag of the One-Euro filters on synthetic walks (a benchmark, not a test).
+
+Three 30 Hz signals, 20 s each, with Gaussian noise (fixed seed):
+  * position: a walk at 1 m/s on a circle of 4 m radius, 2 cm noise per axis;
+  * heading: the body's world orientation facing along that walk (turning at 0.25 rad/s, so it
+    crosses +-pi), 3 degrees of noise per rotation-vector axis;
+  * hip: a joint swinging +-0.5 rad at 1 Hz (a stride), 3 degrees of noise per axis.
+
+Figures per signal, raw and filtered:
+  * jitter: RMS of the second difference (frame to frame) of the error against the true
+    trajectory, i.e. the frame-to-frame wobble that is not in the true motion (rotations: error
+    as the rotation vector of R_true^T R_estimate);
+  * deviation: RMS of that error (includes the lag);
+  * lag: the delay in frames (0.05 steps) that best aligns the estimate with the true trajectory.
+
+    python benchmarks/bench_smoothing.py                       # the default settings
+    python benchmarks/bench_smoothing.py --min-cutoff 1 --beta 0.5 --d-cutoff 1
+    python benchmarks/bench_smoothing.py --tune                # grid over the three parameters
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import numpy as np
+import torch
+
+from human3r_ros.engine.one_euro import OneEuroSettings, RotationOneEuro, VectorOneEuro
+from human3r_ros.engine.smplx_pose import axis_angle_to_rotmat, rotmat_to_axis_angle
+
+RATE_HZ = 30.0
+SECONDS = 20.0
+SPEED = 1.0  # m/s
+RADIUS = 4.0  # m
+POSITION_NOISE = 0.02  # m per axis
+ROTATION_NOISE = np.deg2rad(3.0)  # rad per axis
+LAGS = np.arange(0.0, 8.0 + 1e-9, 0.05)  # frames
+
+
+def exp_so3(v: np.ndarray) -> np.ndarray:
+    return axis_angle_to_rotmat(torch.from_numpy(np.asarray(v, dtype=np.float64))).numpy()
+
+
+def log_so3(r: np.ndarray) -> np.ndarray:
+    return rotmat_to_axis_angle(torch.from_numpy(np.asarray(r, dtype=np.float64))).numpy()
+
+
+def walk_position(t):
+    angle = SPEED * t / RADIUS
+    return np.stack([RADIUS * np.sin(angle), np.zeros_like(t), RADIUS * (1.0 - np.cos(angle))], axis=-1)
+
+
+def walk_heading(t):
+    # OpenCV-like world (y down): turning about y, facing the walking direction
+    return exp_so3(np.stack([np.zeros_like(t), -SPEED * t / RADIUS, np.zeros_like(t)], axis=-1))
+
+
+def hip_swing(t):
+    return exp_so3(np.stack([0.5 * np.sin(2 * np.pi * 1.0 * t), np.zeros_like(t), np.zeros_like(t)], axis=-1))
+
+
+SIGNALS = {"position": walk_position, "heading": walk_heading, "hip": hip_swing}
+
+
+def noisy_samples(name: str, truth: np.ndarray, rng) -> np.ndarray:
+    if name == "position":
+        return truth + rng.normal(0.0, POSITION_NOISE, truth.shape)
+    return truth @ exp_so3(rng.normal(0.0, ROTATION_NOISE, truth.shape[:-1]))
+
+
+def errors(name: str, estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    if name == "position":
+        return estimate - truth
+    return log_so3(np.swapaxes(truth, -1, -2) @ estimate)
+
+
+def figures(name: str, estimate: np.ndarray, t: np.ndarray) -> dict:
+    skip = int(RATE_HZ)  # the first second: the filter settles from its first sample
+    err = errors(name, estimate, SIGNALS[name](t))[skip:]
+    jitter = float(np.sqrt(np.mean(np.sum(np.diff(err, n=2, axis=0) ** 2, axis=-1))))
+    deviation = float(np.sqrt(np.mean(np.sum(err ** 2, axis=-1))))
+    misalignment = [np.mean(np.sum(errors(name, estimate[skip:], SIGNALS[name](t[skip:] - lag / RATE_HZ)) ** 2,
+                                   axis=-1)) for lag in LAGS]
+    return {"jitter": jitter, "deviation": deviation, "lag": float(LAGS[int(np.argmin(misalignment))])}
+
+
+def run_filter(name: str, settings: OneEuroSettings, samples: np.ndarray) -> tuple[np.ndarray, float]:
+    kind = VectorOneEuro if name == "position" else RotationOneEuro
+    dt = 1.0 / RATE_HZ
+    start = time.perf_counter()
+    filt = kind(settings)
+    out = [filt.update([0], s[None, None], dt)[0, 0] for s in samples]
+    return np.stack(out), (time.perf_counter() - start) / len(samples)
+
+
+def evaluate(settings: OneEuroSettings, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(SECONDS * RATE_HZ)) / RATE_HZ
+    rows = {}
+    for name, signal in SIGNALS.items():
+        samples = noisy_samples(name, signal(t), rng)
+        filtered, per_update = run_filter(name, settings, samples)
+        raw, smooth = figures(name, samples, t), figures(name, filtered, t)
+        rows[name] = {"raw": raw, "filtered": smooth, "reduction": raw["jitter"] / smooth["jitter"],
+                      "seconds_per_update": per_update}
+    return rows
+
+
+def print_table(settings: OneEuroSettings, rows: dict) -> None:
+    print(f"One-Euro min_cutoff={settings.min_cutoff} Hz, beta={settings.beta}, d_cutoff={settings.d_cutoff} Hz; "
+          f"{RATE_HZ:.0f} Hz, {SECONDS:.0f} s, noise {POSITION_NOISE * 100:.0f} cm / "
+          f"{np.rad2deg(ROTATION_NOISE):.0f} deg per axis")
+    print(f"{'signal':9} {'unit':4} {'jitter raw':>10} {'filtered':>9} {'reduction':>9} "
+          f"{'deviation raw':>13} {'filtered':>9} {'lag (frames)':>12} {'us/update':>9}")
+    for name, r in rows.items():
+        unit, scale = ("mm", 1e3) if name == "position" else ("deg", np.rad2deg(1.0))
+        print(f"{name:9} {unit:4} {r['raw']['jitter'] * scale:10.2f} {r['filtered']['jitter'] * scale:9.2f} "
+              f"{r['reduction']:8.2f}x {r['raw']['deviation'] * scale:13.2f} {r['filtered']['deviation'] * scale:9.2f} "
+              f"{r['filtered']['lag']:12.2f} {r['seconds_per_update'] * 1e6:9.0f}")
+
+
+def tune() -> None:
+    """Grid search: settings meeting jitter reduction >= 3x and lag <= 2 frames on every signal."""
+    found = []
+    for min_cutoff, beta, d_cutoff in itertools.product((0.3, 0.5, 0.7, 1.0, 1.5, 2.0),
+                                                        (0.0, 0.1, 0.3, 0.5, 1.0, 2.0),
+                                                        (0.5, 1.0, 2.0)):
+        settings = OneEuroSettings(min_cutoff, beta, d_cutoff)
+        rows = evaluate(settings)
+        worst_reduction = min(r["reduction"] for r in rows.values())
+        worst_lag = max(r["filtered"]["lag"] for r in rows.values())
+        found.append((worst_lag <= 2.0 and worst_reduction >= 3.0, worst_reduction, worst_lag, settings))
+        print(f"min_cutoff={min_cutoff:4} beta={beta:4} d_cutoff={d_cutoff:4}: worst reduction "
+              f"{worst_reduction:5.2f}x, worst lag {worst_lag:4.2f} frames")
+    good = sorted((f for f in found if f[0]), key=lambda f: -f[1])
+    print("\nmeeting both targets, best reduction first:")
+    for _, reduction, lag, s in good[:10]:
+        print(f"  min_cutoff={s.min_cutoff} beta={s.beta} d_cutoff={s.d_cutoff}: {reduction:.2f}x, lag {lag:.2f}")
+
+
+def main() -> None:
+    defaults = OneEuroSettings()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--min-cutoff", type=float, default=defaults.min_cutoff)
+    p.add_argument("--beta", type=float, default=defaults.beta)
+    p.add_argument("--d-cutoff", type=float, default=defaults.d_cutoff)
+    p.add_argument("--tune", action="store_true", help="grid search instead of one table")
+    args = p.parse_args()
+    if args.tune:
+        tune()
+        return
+    settings = OneEuroSettings(args.min_cutoff, args.beta, args.d_cutoff)
+    print_table(settings, evaluate(settings))
+    print("(timings on a shared machine are noisy)")
+
+
+if __name__ == "__main__":
+    main()

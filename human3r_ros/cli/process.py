@@ -9,6 +9,7 @@ the end; a failed run leaves nothing. Ctrl-C stops early and keeps what was done
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import logging
@@ -23,6 +24,7 @@ import numpy as np
 from human3r_ros import __version__
 from human3r_ros.cli import CliError
 from human3r_ros.cli.sources import Frame, Window, is_bag, open_file_source
+from human3r_ros.engine.one_euro import OneEuroSettings
 from human3r_ros.engine.stream import StampedStream
 
 PROG = "human3r-process"
@@ -83,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--max-people", type=int, default=0, metavar="N",
                        help="keep the N best-scoring people per frame (default 0 = all)")
 
+    smooth = p.add_argument_group("smoothing (per track, One-Euro filter; positions in m, rotations in rad)")
+    smooth.add_argument("--smoothing", choices=("off", "one_euro"), default="off",
+                        help="smooth each person's position, orientation and joint rotations over time "
+                             "(default off)")
+    smooth.add_argument("--smoothing-min-cutoff", type=float, default=OneEuroSettings.min_cutoff, metavar="HZ",
+                        help=f"cutoff at rest, Hz (default {OneEuroSettings.min_cutoff}; lower: smoother, more lag)")
+    smooth.add_argument("--smoothing-beta", type=float, default=OneEuroSettings.beta, metavar="B",
+                        help=f"cutoff increase per m/s or rad/s of speed (default {OneEuroSettings.beta}; "
+                             "higher: less lag in fast motion)")
+    smooth.add_argument("--smoothing-d-cutoff", type=float, default=OneEuroSettings.d_cutoff, metavar="HZ",
+                        help=f"cutoff of the speed estimate, Hz (default {OneEuroSettings.d_cutoff})")
+
     bag = p.add_argument_group("bag output")
     bag.add_argument("--world-frame", default="human3r_world", metavar="FRAME",
                      help="TF frame of the reconstruction (default human3r_world)")
@@ -114,6 +128,16 @@ def _check_arguments(args) -> None:
         raise CliError("--cloud-decimation must be >= 1, --path-length and --max-people >= 0")
     if args.world_frame == args.camera_frame:
         raise CliError("--world-frame and --camera-frame must differ")
+    _smoothing_settings(args)
+
+
+def _smoothing_settings(args) -> OneEuroSettings | None:
+    if args.smoothing == "off":
+        return None
+    try:
+        return OneEuroSettings(args.smoothing_min_cutoff, args.smoothing_beta, args.smoothing_d_cutoff)
+    except ValueError as exc:
+        raise CliError(f"--smoothing {args.smoothing}: {exc}") from None
 
 
 def _check_model_files(args) -> None:
@@ -247,7 +271,8 @@ def _load_engine(args):
             checkpoint_revision=args.checkpoint_revision,
             download_progress=(lambda done, total: None) if args.no_progress else None,  # None: huggingface_hub's bar
             ttt3r=args.ttt3r, reset_interval=args.reset_interval, size=args.size,
-            det_threshold=args.detection_threshold, max_people=args.max_people, compile_mode=args.compile)
+            det_threshold=args.detection_threshold, max_people=args.max_people, compile_mode=args.compile,
+            smoothing=_smoothing_settings(args))
     except (ValueError, RuntimeError, OSError) as exc:  # CheckpointError, BodyModelError, device errors
         raise CliError(f"cannot load the model: {exc}") from None
 
@@ -309,6 +334,8 @@ def _meta(args, source, count: int, interrupted: bool) -> dict:
         "body_model": None if args.body_model is None else str(args.body_model), "size": args.size,
         "ttt3r": args.ttt3r, "reset_interval": args.reset_interval, "precision": args.precision,
         "compile": args.compile, "detection_threshold": args.detection_threshold, "max_people": args.max_people,
+        "smoothing": args.smoothing,
+        "smoothing_settings": None if args.smoothing == "off" else dataclasses.asdict(_smoothing_settings(args)),
         "start": args.start, "duration": args.duration, "fps": getattr(source, "fps", None),
         "image_topic": getattr(source, "topic", None), "frames": count, "interrupted": interrupted,
     }

@@ -18,8 +18,10 @@ from .body_model import BodyModel
 from .cpu_memory import keep_freed_memory
 from .frame_result import FrameResult, build_people
 from .geometry import PoseChainer, frame_geometry
+from .one_euro import OneEuroSettings
 from .preprocess import PreparedView, preprocess_frame
 from .recurrent import RecurrentState, advance
+from .smoothing import PeopleSmoother
 from .smplx_pose import people_pose_from_network
 from .tracker import HumanTracker
 
@@ -48,6 +50,7 @@ class Human3REngine:
         with_rgb: bool = False,
         keep_cpu_memory: bool = True,  # on CPU: tune glibc malloc process-wide (engine.cpu_memory)
         compile_mode: str = "off",  # torch.compile of the heavy blocks (model.compiled)
+        smoothing: OneEuroSettings | None = None,  # per-track One-Euro filters (engine.smoothing)
     ):
         if reset_interval < 0:
             raise ValueError(f"reset_interval must be >= 0 (0 = never), got {reset_interval}")
@@ -64,6 +67,7 @@ class Human3REngine:
         self.det_threshold = det_threshold
         self.max_people = max_people
         self.with_rgb = with_rgb
+        self.smoothing = smoothing
         if body_model is None:
             log.warning("no SMPL-X body model given: people come with parameters and poses, without meshes")
         self.reset()
@@ -105,6 +109,7 @@ class Human3REngine:
         self._tracker = HumanTracker()
         self._chainer = PoseChainer()
         self._count = 0
+        self._smoother = None if self.smoothing is None else PeopleSmoother(self.smoothing, self.body_model)
 
     def _run_view(self, view: PreparedView, reset_after: bool) -> tuple[ViewOutput, np.ndarray, torch.Tensor]:
         rs = self._state
@@ -131,6 +136,8 @@ class Human3REngine:
             _, _, copy_c2w = self._run_view(view, reset_after=False)
             self._chainer.push(copy_c2w, False)
         result = self._frame_result(view, out, ids, c2w, stamp, reset_now)
+        if self._smoother is not None:
+            result.people = self._smoother.smooth(result.people, stamp, result.c2w)
         self._count += 1
         return result
 

@@ -27,7 +27,14 @@ import pytest
 import torch
 
 from human3r_ros.model.checkpoint import read_checkpoint
-from human3r_ros.model.hub import RELEASED_WEIGHTS, HubFile, WeightsError, resolve_checkpoint, verify_file
+from human3r_ros.model.hub import (
+    PINNED_REVISION,
+    RELEASED_WEIGHTS,
+    HubFile,
+    WeightsError,
+    resolve_checkpoint,
+    verify_file,
+)
 from human3r_ros.tools.demo_checkpoint import DEMO_CONSTRUCTION, write_official_container
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -348,3 +355,14 @@ def test_cli_refuses_a_revision_with_a_path(reference_dir, tmp_path, capsys):
     rc = main(["--checkpoint", str(reference_dir / "tiny_plain_checkpoint.pth"), "--checkpoint-revision", "main",
                "--input", str(reference_dir / "tiny_plain_io.npz"), "--output", str(tmp_path / "out.npz")])
     assert rc != 0 and "--checkpoint-revision applies to weights given by name" in capsys.readouterr().err
+
+
+def test_demo_by_name_without_network_says_how_to_fetch(tmp_path):
+    url = closed_port_url()
+    run = subprocess.run([sys.executable, "-m", "human3r_ros.tools.demo", "--checkpoint", "human3r_672S",
+                          "--out", str(tmp_path / "demo")],
+                         env=hf_env(tmp_path / "hf", url), capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 1
+    exact = f"{url}/faneggg/human3r/resolve/{PINNED_REVISION}/human3r_672S.pth"
+    assert f"demo: error: CHECKPOINT=human3r_672S: human3r_672S.pth: cannot get {exact}" in run.stderr
+    assert f"hf download faneggg/human3r human3r_672S.pth --revision {PINNED_REVISION}" in run.stderr

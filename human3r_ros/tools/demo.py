@@ -7,9 +7,10 @@ the bag back and draws a top-down preview PNG.
 
 Without a checkpoint it generates small random "demo weights" in the official container
 format, so everything runs end to end without the licensed release files; their outputs are
-meaningless, and the run says so loudly.
+meaningless, and the run says so loudly. A released name (``--checkpoint human3r_672S``) fetches
+the real weights from Hugging Face on first use (see human3r_ros.model.hub).
 
-    python -m human3r_ros.tools.demo [--checkpoint human3r_672S.pth] [--body-model DIR] [--out out/demo]
+    python -m human3r_ros.tools.demo [--checkpoint human3r_672S | file.pth] [--body-model DIR] [--out out/demo]
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ OUTPUT_TOPICS = {  # topic -> message type (package/msg/Name), everything the no
     f"{NODE}/markers": "visualization_msgs/msg/MarkerArray",
 }
 FRAME_PERIOD_S = 0.1  # the sample plays at 10 frames per second
-BANNER = (
-    "DEMO WEIGHTS: random, untrained — outputs are meaningless; "
-    "pass CHECKPOINT=/path/human3r_672S.pth for real results"
+BANNER = "DEMO WEIGHTS: random, untrained — outputs are meaningless"
+REAL_RESULTS_HINT = (
+    "for real results: make demo CHECKPOINT=human3r_672S (the released weights by name: downloaded from "
+    "Hugging Face once, 3.4 GB, CC BY-NC-SA 4.0 non-commercial; also human3r_672B, human3r_672L, "
+    "human3r_896L), or CHECKPOINT=/path/to/checkpoint.pth"
 )
 
 
@@ -74,6 +77,13 @@ def _banner(text: str) -> None:
 
 def _prepare_checkpoint(checkpoint: str, out_dir: Path) -> tuple[Path, bool]:
     """(checkpoint path, True when demo weights were generated)."""
+    from human3r_ros.model.hub import WeightsError, is_weights_name, resolve_checkpoint
+
+    if is_weights_name(checkpoint):
+        try:
+            return resolve_checkpoint(checkpoint, log=_say), False
+        except WeightsError as exc:
+            raise DemoError(f"CHECKPOINT={checkpoint}: {exc}") from None
     if checkpoint:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
@@ -82,6 +92,7 @@ def _prepare_checkpoint(checkpoint: str, out_dir: Path) -> tuple[Path, bool]:
     from human3r_ros.tools.demo_checkpoint import make_demo_checkpoint
 
     _banner(BANNER)
+    _say(REAL_RESULTS_HINT)
     path = make_demo_checkpoint(out_dir / DEMO_WEIGHTS_NAME).resolve()
     _say(f"wrote demo weights (official container format) to {path}")
     return path, True
@@ -407,7 +418,8 @@ def run_demo(checkpoint: str = "", body_model: str = "", out_dir: Path = DEFAULT
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m human3r_ros.tools.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=os.environ.get("CHECKPOINT", ""),
-                        help="Human3R checkpoint (.pth / .safetensors); empty: generate random demo weights "
+                        help="Human3R checkpoint (.pth / .safetensors) or released name (human3r_672S, human3r_672B, "
+                             "human3r_672L, human3r_896L: downloaded once); empty: generate random demo weights "
                              "(default: $CHECKPOINT)")
     parser.add_argument("--body-model", default=os.environ.get("BODY_MODEL", ""),
                         help="folder with smplx/SMPLX_NEUTRAL.npz; empty: no joints or meshes (default: $BODY_MODEL)")
@@ -429,6 +441,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _say(f"  checkpoint:       {result.checkpoint.resolve()}")
     if result.demo_weights:
         _banner(BANNER)
+        _say(REAL_RESULTS_HINT)
     return 0
 
 

@@ -11,18 +11,20 @@ import threading
 import time
 from typing import Callable
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
 
-import numpy as np  # noqa: E402
-import rclpy  # noqa: E402
-from builtin_interfaces.msg import Time  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from human3r_ros.ros.conversions import array_to_image, ns_to_stamp
+from human3r_ros.ros.msg_arrays import NS_PER_S
+from human3r_ros.ros.rclpy_compat import restrict_discovery_to_localhost
 
-from human3r_ros.ros.conversions import array_to_image, ns_to_stamp  # noqa: E402
-from human3r_ros.ros.msg_arrays import NS_PER_S  # noqa: E402
+# read by rcl when a context starts, so before any Harness (Humble reads another variable)
+restrict_discovery_to_localhost()
 
 REFERENCE_FILES = {
     "checkpoint": "tiny_plain_checkpoint.pth",

@@ -168,10 +168,11 @@ def test_sqlite3_bag_to_mcap_matches_reference(reference_dir, tmp_path, z):
         assert_close_ref(transform_matrix(camera), z["frame_c2w"][k], "tf camera")
         assert [b.child_frame_id for b in bodies] == [f"body_{i}" for i in reference_ids(z, k)]
         for body, human, row in zip(bodies, humans.humans, rows):
-            # body_<id>: pelvis (joint 0) position, the body's world orientation in REP-155 axes
+            # body_<id>: mid-way between the hips (SMPL-X joints 1, 2), the body's world
+            # orientation in REP-155 axes
             expected = np.eye(4)
             expected[:3, :3] = z["hf_R_world"][row] @ SMPLX_TO_REP155
-            expected[:3, 3] = z["hf_joints_world"][row, 0]
+            expected[:3, 3] = 0.5 * (z["hf_joints_world"][row, 1] + z["hf_joints_world"][row, 2])
             assert_close_ref(transform_matrix(body), expected, "tf body")
             assert len(human.joints) == 127 and len(human.vertices) == 0
             head = human.head_position

@@ -181,8 +181,9 @@ def test_human_array_from_frame_result(io):
         assert_close_ref(np.asarray(human.betas), io["hf_betas"][r], "betas")
         head = human.head_position
         assert_close_ref(np.array([head.x, head.y, head.z]), io["hf_transl_world"][r], "head position")
-        pelvis = human.pose.position
-        assert_close_ref(np.array([pelvis.x, pelvis.y, pelvis.z]), io["hf_joints_world"][r, 0], "pelvis")
+        origin = human.pose.position  # REP-155: mid-way between the hips (SMPL-X joints 1, 2)
+        hips = 0.5 * (io["hf_joints_world"][r, 1] + io["hf_joints_world"][r, 2])
+        assert_close_ref(np.array([origin.x, origin.y, origin.z]), hips, "body origin")
         q = human.pose.orientation
         # body_<id> has REP-155 axes: x forward (SMPL-X z), y left (SMPL-X x), z up (SMPL-X y)
         rep155 = io["hf_R_world"][r] @ np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]])

@@ -15,6 +15,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from human3r_ros.engine.smplx_joints import hips_midpoint
+
 # --------------------------------------------------------------------------- time
 
 NS_PER_S = 1_000_000_000
@@ -162,11 +164,14 @@ SMPLX_TO_REP155 = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
 
 def body_frame_matrix(person) -> np.ndarray:
     """4x4 pose of the frame body_<id> in the world frame: REP-155 axes (x forward, y left,
-    z up) on the SMPL-X body orientation; origin at the pelvis with a body model, else at the
+    z up) on the SMPL-X body orientation; origin where REP-155 puts it, mid-way between the
+    hip joints, with a body model (at the pelvis joint when only that is known), else at the
     head joint (the only position predicted without it)."""
     matrix = np.array(person.T_world_head, dtype=np.float64)
     matrix[:3, :3] = matrix[:3, :3] @ SMPLX_TO_REP155
-    if getattr(person, "pelvis_position_world", None) is not None:
+    if getattr(person, "joints_world", None) is not None:
+        matrix[:3, 3] = hips_midpoint(person.joints_world)
+    elif getattr(person, "pelvis_position_world", None) is not None:
         matrix[:3, 3] = person.pelvis_position_world
     return matrix
 

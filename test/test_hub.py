@@ -252,6 +252,14 @@ def test_second_use_needs_no_endpoint(tmp_path, hub_server, tiny_bytes):
         assert resolved_path(run) == first
         assert "downloading" not in run.stdout and "PROGRESS" not in run.stdout  # silent: nothing fetched
     assert Path(first).read_bytes() == tiny_bytes
+    sha = hashlib.sha256(tiny_bytes).hexdigest()
+    assert json.loads((tmp_path / "hf" / "human3r_ros" / "verified" / sha).read_text())["size"] == len(tiny_bytes)
+
+    with open(Path(first).resolve(), "r+b") as f:  # the cached file changes after it was verified
+        f.seek(100)
+        f.write(bytes([tiny_bytes[100] ^ 1]))
+    message = error_of(run_resolve(tmp_path / "hf", url, entry_for(tiny_bytes)))
+    assert "does not match" in message and "Nothing was deleted" in message
 
 
 def test_interrupted_download_resumes_with_a_range_request(tmp_path, hub_server, large_bytes):

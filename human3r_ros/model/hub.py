@@ -11,7 +11,9 @@ checked against the expected size and SHA-256 before anyone loads it.
   the exact URL and a command that fetches the file by hand. The first request has a timeout,
   so an unreachable hub is reported within ``timeout`` seconds, never a hang.
 - A dropped connection during the download is resumed (HTTP Range) by huggingface_hub.
-- A file whose size or SHA-256 differs is refused; nothing is ever deleted.
+- A file whose size or SHA-256 differs is refused; nothing is ever deleted. A verified file is
+  recorded ($HF_HOME/human3r_ros/verified/<sha256>: size, mtime, inode), so later uses hash it
+  again only when it has changed (hashing 3-5 GB takes seconds).
 
 huggingface_hub is imported only when a name is resolved: paths work without it.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -191,14 +194,41 @@ def _cached_path(entry: HubFile) -> Optional[Path]:
     return Path(found) if isinstance(found, str) else None
 
 
+def _verified_record(path: Path, sha256: str) -> tuple[Path, dict]:
+    """Where the record of a verified file lives, and what it must say for the file as it is now."""
+    from huggingface_hub import constants
+
+    st = path.stat()
+    return (Path(constants.HF_HOME) / "human3r_ros" / "verified" / sha256,
+            {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino})
+
+
+def _remember_verified(path: Path, sha256: str) -> None:
+    record, content = _verified_record(path, sha256)
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(content))
+    except OSError:  # a read-only home: verify again next time
+        pass
+
+
 def _verify_cached(path: Path, entry: HubFile, log: LogFunction) -> Path:
     # huggingface_hub names an LFS blob after its SHA-256 (the ETag the hub reported)
     blob_name = path.resolve().name
     expected = entry.sha256 or (blob_name if _SHA256.fullmatch(blob_name) else None)
     if expected is None:
         log(f"{path}: no expected SHA-256 known for this cached file; using it unverified")
+        verify_file(path, entry.size, None, f"{entry.filename}'s expected size")
+        return path
+    record, now = _verified_record(path, expected)
+    try:
+        if json.loads(record.read_text()) == now and (entry.size is None or now["size"] == entry.size):
+            return path  # verified before and unchanged since
+    except (OSError, ValueError):
+        pass
     origin = "the pinned value" if entry.sha256 else "the SHA-256 the hub reported when it was downloaded"
     verify_file(path, entry.size, expected, f"{entry.filename}'s expected content ({origin})")
+    _remember_verified(path, expected)
     return path
 
 
@@ -278,6 +308,7 @@ def resolve_checkpoint(
         raise WeightsError(f"{entry.filename}: download of {url} failed ({_reason(exc)}); try again (an "
                            f"interrupted download starts over), or {_fetch_by_hand(entry, url)}") from None
     verify_file(path, size, sha256, f"{url} ({'pinned' if entry.sha256 else 'as reported by the hub'})")
+    _remember_verified(path, sha256)
     say(f"{entry.filename}: verified (SHA-256 {sha256[:12]}...), at {path}")
     return path
 

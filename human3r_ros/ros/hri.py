@@ -1,0 +1,145 @@
+"""REP-155 (ROS4HRI) body topics: hri_msgs messages and the per-body publishers.
+
+Per processed frame: /humans/bodies/tracked (hri_msgs/IdsList) lists the bodies seen in it;
+per tracked body, /humans/bodies/<id>/roi (NormalizedRegionOfInterest2D) and, with a body
+model, /humans/bodies/<id>/skeleton2d (Skeleton2D). Every message carries the source image's
+header (stamp and camera frame): the ROI and skeleton are fractions of that image. The arrays
+come from the ROS-free human3r_ros.ros.hri_arrays.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+from hri_msgs.msg import IdsList, NormalizedPointOfInterest2D, NormalizedRegionOfInterest2D, Skeleton2D
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Header
+
+from human3r_ros.ros.hri_arrays import BodyIds, frame_hri_arrays
+
+BODIES_NAMESPACE = "/humans/bodies"
+TRACKED_TOPIC = f"{BODIES_NAMESPACE}/tracked"
+# libhri / pyhri subscribe to every REP-155 topic with the system-default QoS (reliable,
+# volatile): a reliable, volatile publisher reaches them and best-effort subscribers alike.
+HRI_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.VOLATILE)
+
+
+def body_topic(body_id: str, name: str) -> str:
+    """Absolute topic of one body's output, e.g. /humans/bodies/kqzt3/roi."""
+    return f"{BODIES_NAMESPACE}/{body_id}/{name}"
+
+
+def ids_message(ids: Sequence[str], header: Header) -> IdsList:
+    return IdsList(header=header, ids=list(ids))
+
+
+def roi_message(roi: np.ndarray, confidence: float, header: Header) -> NormalizedRegionOfInterest2D:
+    """(xmin, ymin, xmax, ymax) fractions of the image -> NormalizedRegionOfInterest2D."""
+    xmin, ymin, xmax, ymax = np.asarray(roi, dtype=np.float64).reshape(4).tolist()
+    return NormalizedRegionOfInterest2D(header=header, xmin=xmin, ymin=ymin, xmax=xmax, ymax=ymax,
+                                        c=float(confidence))
+
+
+def skeleton_message(points: np.ndarray, header: Header) -> Skeleton2D:
+    """(18, 3) COCO-18 (x, y, c) in Skeleton2D's order -> Skeleton2D."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape != (18, 3):
+        raise ValueError(f"a Skeleton2D takes 18 keypoints (x, y, c), got an array of shape {points.shape}")
+    return Skeleton2D(header=header, skeleton=[NormalizedPointOfInterest2D(x=x, y=y, c=c)
+                                               for x, y, c in points.tolist()])
+
+
+class HriBodyPublishers:
+    """The REP-155 body topics of one node.
+
+    publish() sends /humans/bodies/tracked for every processed frame and each tracked body's
+    roi (and skeleton2d); a body's publishers are created when it is first seen and destroyed
+    once it has not been tracked for `timeout_s` seconds (checked at each publish() and
+    expire()). close() destroys them all. Thread-safe (the node's worker publishes while
+    lifecycle callbacks may close)."""
+
+    def __init__(self, node, timeout_s: float = 5.0, body_ids: Optional[BodyIds] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
+        self._node = node
+        self.timeout_s = float(timeout_s)
+        self.body_ids = body_ids or BodyIds()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tracked = node.create_publisher(IdsList, TRACKED_TOPIC, HRI_QOS)
+        self._bodies: dict[str, dict] = {}  # id -> {"seen": clock time, topic name -> publisher}
+
+    def body_id(self, track_id: int) -> str:
+        """The REP-155 id of a tracker id (also the suffix of its body_<id> TF frame)."""
+        return self.body_ids(track_id)
+
+    def new_sequence(self) -> None:
+        """The tracker was reset (ids start again from 0): name the next bodies afresh."""
+        self.body_ids.new_sequence()
+
+    @property
+    def bodies(self) -> list[str]:
+        """Ids that currently have publishers (tracked within the timeout)."""
+        with self._lock:
+            return sorted(self._bodies)
+
+    def publish(self, result, people: Sequence, image_header: Header, input_hw: tuple[int, int],
+                boxes: Optional[np.ndarray] = None) -> list[str]:
+        """One processed frame: its people's roi and skeleton2d, then the tracked list (also
+        when nobody is seen). `image_header`: the input image's; `input_hw`: its (height, width);
+        `boxes`: people_boxes_model_px(result, people) when the caller has them. Returns the ids."""
+        rois, skeletons = frame_hri_arrays(result, people, input_hw, boxes)
+        header = Header(stamp=image_header.stamp, frame_id=image_header.frame_id)
+        ids = [self.body_ids(p.track_id) for p in people]
+        with self._lock:
+            if self._tracked is None:
+                return ids  # closed meanwhile
+            now = self._clock()
+            for i, (body_id, person) in enumerate(zip(ids, people)):
+                body = self._bodies.setdefault(body_id, {})
+                body["seen"] = now
+                self._publisher(body_id, "roi").publish(roi_message(rois[i], person.score, header))
+                if skeletons is not None:  # only with a body model: no silent skeleton2d topics
+                    self._publisher(body_id, "skeleton2d").publish(skeleton_message(skeletons[i], header))
+            self._tracked.publish(ids_message(ids, header))
+            self._expire(now)
+        return ids
+
+    def expire(self) -> None:
+        """Destroy the publishers of bodies not tracked for timeout_s (publish() does this too;
+        call it from a timer to also drop them while no frames come)."""
+        with self._lock:
+            self._expire(self._clock())
+
+    def close(self) -> None:
+        with self._lock:
+            for body_id in list(self._bodies):
+                self._drop(body_id)
+            if self._tracked is not None:
+                self._node.destroy_publisher(self._tracked)
+                self._tracked = None
+
+    # the callers hold the lock
+
+    _TOPIC_TYPES = {"roi": NormalizedRegionOfInterest2D, "skeleton2d": Skeleton2D}
+
+    def _publisher(self, body_id: str, name: str):
+        body = self._bodies[body_id]
+        if name not in body:
+            body[name] = self._node.create_publisher(self._TOPIC_TYPES[name], body_topic(body_id, name), HRI_QOS)
+        return body[name]
+
+    def _drop(self, body_id: str) -> None:
+        body = self._bodies.pop(body_id)
+        for name in self._TOPIC_TYPES:
+            if name in body:
+                self._node.destroy_publisher(body[name])
+
+    def _expire(self, now: float) -> None:
+        for body_id in [b for b, body in self._bodies.items() if now - body["seen"] > self.timeout_s]:
+            self._drop(body_id)

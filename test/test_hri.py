@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ros_helpers import Harness, stamp, wait_until
+from ros_helpers import REFERENCE_FILES, Harness, stamp, wait_until
 
 from hri_msgs.msg import IdsList, NormalizedRegionOfInterest2D, Skeleton2D  # noqa: E402
 from rclpy.node import Node  # noqa: E402
@@ -150,6 +150,31 @@ def test_normalised_rois_span_the_input_image():
                                [[0.25, 0.25, 0.75, 0.5]])
     with pytest.raises(ValueError, match="positive"):
         hri_arrays.normalised_rois(whole, (0, 10))
+
+
+def test_reference_frame_rois_agree_with_human_array(reference_dir):
+    """On the engine's reference outputs (4 people, input 101 x 78 cropped to 64 x 48): the
+    normalised ROI is HumanArray's pixel ROI (which rounds outwards to whole pixels) and holds
+    every keypoint seen in the image."""
+    from test_conversions import fixture_frame
+    from human3r_ros.ros.msg_arrays import boxes_to_input_rois
+
+    io = np.load(reference_dir / REFERENCE_FILES["io"])
+    frame = fixture_frame(io, 3)
+    input_hw = io["frames_uint8"].shape[1:3]
+    boxes = people_boxes_model_px(frame, frame.people)
+    rois, skeletons = hri_arrays.frame_hri_arrays(frame, frame.people, input_hw, boxes)
+    pixel_rois = boxes_to_input_rois(boxes, input_hw, frame.to_input_pixels)  # x, y, width, height
+    h, w = input_hw
+    for roi, pixels, skeleton, person in zip(rois, pixel_rois, skeletons, frame.people):
+        x0, y0 = pixels[:2] / (w, h)
+        x1, y1 = (pixels[:2] + pixels[2:]) / (w, h)
+        assert x0 - 1e-9 <= roi[0] < x0 + 1 / w and y0 - 1e-9 <= roi[1] < y0 + 1 / h
+        assert x1 - 1 / w < roi[2] <= x1 + 1e-9 and y1 - 1 / h < roi[3] <= y1 + 1e-9
+        seen = skeleton[:, 2] > 0
+        np.testing.assert_allclose(skeleton[seen, 2], person.score)
+        x, y = skeleton[seen, 0], skeleton[seen, 1]
+        assert ((roi[0] <= x) & (x <= roi[2]) & (roi[1] <= y) & (y <= roi[3])).all()
 
 
 def test_body_frame_follows_rep155(body_model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from human3r_ros.model.network import Human3RNet, ViewOutput
 from human3r_ros.model.postprocess import pose_encoding_to_c2w
 
 from .body_model import BodyModel
+from .camera_stream import CameraStream
 from .cpu_memory import keep_freed_memory
 from .frame_result import FrameResult, build_people
 from .geometry import PoseChainer, frame_geometry
@@ -102,47 +104,95 @@ class Human3REngine:
     def faces(self) -> np.ndarray | None:
         return None if self.body_model is None else self.body_model.faces
 
-    def reset(self) -> None:
-        """Forget the scene, the camera trajectory and the tracks; the next image starts anew."""
+    def new_stream(self) -> CameraStream:
+        """A fresh per-camera state (recurrent state, tracks, pose chain, smoothing) for one
+        more camera served by this engine's network."""
         state, memory = self.net.initial_state()
-        self._state = RecurrentState.initial(state, memory)
-        self._tracker = HumanTracker()
-        self._chainer = PoseChainer()
-        self._count = 0
-        self._smoother = None if self.smoothing is None else PeopleSmoother(self.smoothing, self.body_model)
+        smoother = None if self.smoothing is None else PeopleSmoother(self.smoothing, self.body_model)
+        return CameraStream(RecurrentState.initial(state, memory), HumanTracker(), PoseChainer(), smoother)
 
-    def _run_view(self, view: PreparedView, reset_after: bool) -> tuple[ViewOutput, np.ndarray, torch.Tensor]:
-        rs = self._state
-        img = view.img[None].to(self.device, non_blocking=True)
-        img_mhmr = view.img_mhmr[None].to(self.device, non_blocking=True)
-        out = self.net.forward_view(
-            img, img_mhmr, rs.state, rs.memory, rs.fresh,
-            want_gate=self.ttt3r and not rs.fresh, with_rgb=self.with_rgb,
+    def reset(self, stream: CameraStream | None = None) -> None:
+        """Forget one camera's scene, trajectory and tracks (default: the engine's own camera,
+        ``self.stream``); its next image starts anew. Other cameras are untouched."""
+        if stream is None:
+            self.stream = self.new_stream()
+        else:
+            vars(stream).update(vars(self.new_stream()))  # in place: callers keep their reference
+
+    @property
+    def _tracker(self) -> HumanTracker:  # the default camera's tracker (tests read its size)
+        return self.stream.tracker
+
+    def step(self, rgb: np.ndarray, stamp: float | None = None, stream: CameraStream | None = None) -> FrameResult:
+        """Process one HxWx3 uint8 RGB image (grayscale / RGBA 8-bit are converted) of one
+        camera (default: the engine's own, ``self.stream``)."""
+        return self.step_many([(self.stream if stream is None else stream, rgb, stamp)])[0]
+
+    def step_many(self, frames: Sequence[tuple[CameraStream, np.ndarray, float | None]]) -> list[FrameResult]:
+        """One image for each of several cameras: ``[(stream, rgb, stamp), ...]`` -> one
+        :class:`FrameResult` per entry, in order, equal to stepping each camera alone (float
+        rounding). Images whose model input has the same size run as one batched forward pass
+        (batch = cameras); each distinct size is one more pass. A camera whose image closes a
+        reset chunk gets its second pass over that image in one more batch of such cameras."""
+        streams = [stream for stream, _, _ in frames]
+        if len({id(stream) for stream in streams}) != len(streams):
+            raise ValueError("step_many takes at most one image per camera stream; a stream was given twice")
+        views = [preprocess_frame(rgb, self.size, mhmr_res=self.net.config.mhmr_img_res) for _, rgb, _ in frames]
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, view in enumerate(views):
+            by_size.setdefault(view.true_shape, []).append(i)
+        results: list[FrameResult | None] = [None] * len(frames)
+        for members in by_size.values():
+            group = self._step_group(
+                [streams[i] for i in members], [views[i] for i in members], [frames[i][2] for i in members]
+            )
+            for i, result in zip(members, group):
+                results[i] = result
+        return results
+
+    def _step_group(self, streams: list[CameraStream], views: list[PreparedView], stamps: list) -> list[FrameResult]:
+        resets = [stream.reset_due(self.reset_interval) for stream in streams]
+        passes = self._run_views(streams, views, resets)
+        c2ws = [stream.chainer.push(c2w_chunk, reset) for stream, (_, _, c2w_chunk), reset in zip(streams, passes, resets)]
+        boundary = [i for i, reset in enumerate(resets) if reset]
+        if boundary:
+            # second pass over the boundary frame opens the new chunk; its outputs are dropped
+            again = self._run_views([streams[i] for i in boundary], [views[i] for i in boundary], [False] * len(boundary))
+            for i, (_, _, copy_c2w) in zip(boundary, again):
+                streams[i].chainer.push(copy_c2w, False)
+        results = []
+        for stream, view, (out, ids, _), c2w, stamp, reset in zip(streams, views, passes, c2ws, stamps, resets):
+            result = self._frame_result(view, out, ids, c2w, stamp, reset, stream.count)
+            if stream.smoother is not None:
+                result.people = stream.smoother.smooth(result.people, stamp, result.c2w)
+            stream.count += 1
+            results.append(result)
+        return results
+
+    def _run_views(
+        self, streams: list[CameraStream], views: list[PreparedView], reset_after: list[bool]
+    ) -> list[tuple[ViewOutput, np.ndarray, torch.Tensor]]:
+        """One forward pass over same-size views, each against its camera's state; advances
+        each camera's state and tracks."""
+        states = [stream.recurrent for stream in streams]
+        img = _batch([view.img[None] for view in views]).to(self.device, non_blocking=True)
+        img_mhmr = _batch([view.img_mhmr[None] for view in views]).to(self.device, non_blocking=True)
+        fresh = [rs.fresh for rs in states]
+        outs = self.net.forward_views(
+            img, img_mhmr, _batch([rs.state for rs in states]), _batch([rs.memory for rs in states]), fresh,
+            want_gate=self.ttt3r and not all(fresh), with_rgb=self.with_rgb,
             det_threshold=self.det_threshold,
         )
-        self._state = advance(rs, out.new_state, out.new_memory, out.ttt3r_gate, reset_after)
-        ids = self._tracker.update(out.tok_track)
-        c2w = pose_encoding_to_c2w(out.dense["camera_pose_enc"])[0]
-        return out, ids, c2w
-
-    def step(self, rgb: np.ndarray, stamp: float | None = None) -> FrameResult:
-        """Process one HxWx3 uint8 RGB image (grayscale / RGBA 8-bit are converted)."""
-        view = preprocess_frame(rgb, self.size, mhmr_res=self.net.config.mhmr_img_res)
-        reset_now = self.reset_interval > 0 and (self._count + 1) % self.reset_interval == 0
-        out, ids, c2w_chunk = self._run_view(view, reset_after=reset_now)
-        c2w = self._chainer.push(c2w_chunk, reset_now)
-        if reset_now:
-            # second pass over the boundary frame opens the new chunk; its outputs are dropped
-            _, _, copy_c2w = self._run_view(view, reset_after=False)
-            self._chainer.push(copy_c2w, False)
-        result = self._frame_result(view, out, ids, c2w, stamp, reset_now)
-        if self._smoother is not None:
-            result.people = self._smoother.smooth(result.people, stamp, result.c2w)
-        self._count += 1
-        return result
+        passes = []
+        for stream, rs, out, reset in zip(streams, states, outs, reset_after):
+            gate = out.ttt3r_gate if self.ttt3r and not rs.fresh else None  # a batch computes it for all
+            stream.recurrent = advance(rs, out.new_state, out.new_memory, gate, reset)
+            ids = stream.tracker.update(out.tok_track)
+            passes.append((out, ids, pose_encoding_to_c2w(out.dense["camera_pose_enc"])[0]))
+        return passes
 
     # ------------------------------------------------------------------------------------
-    def _frame_result(self, view, out: ViewOutput, ids, c2w, stamp, reset_now) -> FrameResult:
+    def _frame_result(self, view, out: ViewOutput, ids, c2w, stamp, reset_now, index: int) -> FrameResult:
         d = out.dense
         h = out.humans
         geo = frame_geometry(
@@ -151,9 +201,9 @@ class Human3REngine:
         )
         smpl = out.smpl
         args = (smpl["smpl_rotmat"], smpl["smpl_shape"], smpl["smpl_transl"], smpl["smpl_expression"], c2w)
-        if self.body_model is not None:
+        if self.body_model is not None and self.smoothing is None:
             people = self.body_model.evaluate(*args)
-        else:
+        else:  # poses only; with smoothing on, the smoother evaluates the body model once, on smoothed poses
             people, _ = people_pose_from_network(*[a.cpu() for a in args])
         scores = h.det_scores_nms[h.view, h.row, h.col].cpu().numpy()
         persons = build_people(
@@ -168,7 +218,7 @@ class Human3REngine:
         image = image.round().clip(0, 255).astype(np.uint8, order="C")  # C order: gathered row-wise
         cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
         return FrameResult(
-            index=self._count,
+            index=index,
             stamp=stamp,
             c2w=cpu(geo.c2w),
             intrinsics=cpu(geo.intrinsics),
@@ -183,3 +233,8 @@ class Human3REngine:
             image=image,
             crop=view.geometry,
         )
+
+
+def _batch(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Batch-1 tensors stacked along the batch; a single one as it is (no copy)."""
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)

@@ -81,14 +81,16 @@ def run_decoder(
     image_pos: torch.Tensor,
     encoder_tokens: torch.Tensor,
     want_gate: bool,
+    image_mask: torch.Tensor | None = None,
 ) -> DecoderOutput:
     """Two interleaved streams: each layer's state block and image block both read the
-    previous layer's outputs of the other stream."""
+    previous layer's outputs of the other stream. ``image_mask`` [B, N] (True = real token)
+    hides the padding of a batch whose views hold different numbers of people."""
     layers = [encoder_tokens]
     layer_means = []
     for blk_state, blk_image in zip(state_blocks, image_blocks):
-        new_state, logit_mean = blk_state(state, image_side, state_pos, image_pos, want_gate)
-        image_side, _ = blk_image(image_side, state, image_pos, state_pos)
+        new_state, logit_mean = blk_state(state, image_side, state_pos, image_pos, want_gate, y_mask=image_mask)
+        image_side, _ = blk_image(image_side, state, image_pos, state_pos, x_mask=image_mask)
         state = new_state
         layers.append(image_side)
         if want_gate:

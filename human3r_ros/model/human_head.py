@@ -191,6 +191,19 @@ class HumanTokens:
     tok_fused: torch.Tensor  # (N, dec_dim) human query for the decoder
 
 
+def view_of(humans: HumanTokens, v: int, people: slice) -> HumanTokens:
+    """View ``v`` of a batch as a batch of one: its grids, and its people (rows ``people``,
+    contiguous since detections come in view order) with view index 0."""
+    grids = {name: getattr(humans, name)[v : v + 1] for name in ("det_logits", "det_scores", "det_scores_nms")}
+    rows = {
+        name: getattr(humans, name)[people]
+        for name in ("row", "col", "offset", "loc_mhmr", "loc_cut3r", "uv_cut3r", "cut3r_index",
+                     "tok_mhmr", "tok_cut3r", "tok_fused")
+    }
+    mask = None if humans.mask is None else humans.mask[v : v + 1]
+    return HumanTokens(**grids, **rows, mask=mask, view=torch.zeros_like(humans.view[people]))
+
+
 def tokenize_humans(
     head,
     mhmr_tokens,

@@ -9,6 +9,7 @@ state update rule itself lives in :mod:`human3r_ros.engine.recurrent`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -18,7 +19,7 @@ from .config import Human3RConfig
 from .cut3r import CameraMemory, encode_image, make_decoder_blocks, make_encoder_blocks, run_decoder, state_positions
 from .dinov2 import Dinov2Backbone
 from .heads import Human3RHead
-from .human_head import DETECTION_THRESHOLD, regress_smplx, tokenize_humans
+from .human_head import DETECTION_THRESHOLD, HumanTokens, regress_smplx, tokenize_humans, view_of
 from .vit import PatchEmbed, RoPE2D, layer_norm
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -149,15 +150,55 @@ class Human3RNet(nn.Module):
         ``fresh``: first view or right after a reset (use the learned camera token).
         The rgb head and the world-pointmap head are skipped unless asked for: the engine
         builds world points from the camera pointmap and the camera pose."""
+        return self.forward_views(
+            img, img_mhmr, state, memory, [fresh], want_gate, with_rgb, with_world_head, det_threshold
+        )[0]
+
+    @torch.inference_mode()
+    def forward_views(
+        self,
+        img: torch.Tensor,
+        img_mhmr: torch.Tensor,
+        state: torch.Tensor,
+        memory: torch.Tensor,
+        fresh: Sequence[bool],
+        want_gate: bool,
+        with_rgb: bool = False,
+        with_world_head: bool = False,
+        det_threshold: float = DETECTION_THRESHOLD,
+    ) -> list[ViewOutput]:
+        """B views of one size, each against its own recurrent state, in one pass (batch =
+        views): img [B, 3, H, W], img_mhmr [B, 3, R, R], state [B, S, dd], memory [B, L, 2dd],
+        ``fresh`` one flag per view. Returns one batch-1 :class:`ViewOutput` per view, equal
+        to :meth:`forward_view` on that view alone up to float rounding. Views holding fewer
+        people than the busiest one get padding tokens that the decoder's attention masks out
+        (and the TTT3R gate's mean leaves out); ``want_gate`` computes the gate for all views."""
+        batch = img.shape[0]
+        if not (img_mhmr.shape[0] == state.shape[0] == memory.shape[0] == len(fresh) == batch):
+            raise ValueError(
+                f"forward_views needs one image, Multi-HMR image, state, memory and fresh flag per view; got "
+                f"{batch}, {img_mhmr.shape[0]}, {state.shape[0]}, {memory.shape[0]}, {len(fresh)}"
+            )
         with self.encoder_rope.reusing_tables(), self.rope.reusing_tables():
-            return self._forward_view(
-                img, img_mhmr, state, memory, fresh, want_gate, with_rgb, with_world_head, det_threshold
+            return self._forward_views(
+                img, img_mhmr, state, memory, list(fresh), want_gate, with_rgb, with_world_head, det_threshold
             )
 
-    def _forward_view(
+    def _pose_queries(self, image_summary: torch.Tensor, memory: torch.Tensor, fresh: list[bool]) -> torch.Tensor:
+        """[B, 1, dd] camera tokens: the learned one for fresh views, else read from the memory."""
+        if all(fresh):
+            return self.pose_token.expand(len(fresh), -1, -1)
+        read = self.pose_retriever.read(image_summary, memory)
+        if not any(fresh):
+            return read
+        first = torch.tensor(fresh, device=read.device)[:, None, None]
+        return torch.where(first, self.pose_token, read)
+
+    def _forward_views(
         self, img, img_mhmr, state, memory, fresh, want_gate, with_rgb, with_world_head, det_threshold
-    ) -> ViewOutput:
+    ) -> list[ViewOutput]:
         cfg = self.config
+        batch = img.shape[0]
         height, width = img.shape[-2:]
         head = self.downstream_head
         dtype = self.compute_dtype
@@ -177,17 +218,22 @@ class Human3RNet(nn.Module):
                 head, mhmr_feat.float(), feat.float(), (height, width), cfg.mhmr_img_res,
                 self.backbone.patch_size, cfg.patch_size, det_threshold,
             )
-        n_humans = int(humans.view.numel())
+        counts = [int(humans.view.numel())] if batch == 1 else torch.bincount(humans.view, minlength=batch).tolist()
 
         with record_function("human3r.decoder"):
             image_summary = feat.mean(dim=1, keepdim=True)
-            pose_query = self.pose_token if fresh else self.pose_retriever.read(image_summary, memory)
-            pose_pos = torch.full((1, 1, 2), -1, dtype=pos.dtype, device=pos.device)
-            image_side = torch.cat((pose_query, self.decoder_embed(feat), humans.tok_fused[None].to(dtype)), dim=1)
-            image_pos = torch.cat((pose_pos, pos, pos[:, humans.cut3r_index]), dim=1)
+            pose_query = self._pose_queries(image_summary, memory, fresh)
+            pose_pos = torch.full((batch, 1, 2), -1, dtype=pos.dtype, device=pos.device)
+            people, people_pos, people_mask = people_queries(humans, pos, counts, dtype)
+            image_side = torch.cat((pose_query, self.decoder_embed(feat), people), dim=1)
+            image_pos = torch.cat((pose_pos, pos, people_pos), dim=1)
+            image_mask = None
+            if people_mask is not None:
+                image_mask = torch.cat((people_mask.new_ones(batch, 1 + pos.shape[1]), people_mask), dim=1)
             dec = run_decoder(
                 self.dec_blocks_state, self.dec_blocks, self.dec_norm_state, self.dec_norm,
                 state, state_positions(cfg.state_size, img.device), image_side, image_pos, feat, want_gate,
+                image_mask,
             )
             layers = dec.layers
             last = layers[-1]
@@ -195,27 +241,74 @@ class Human3RNet(nn.Module):
 
         with record_function("human3r.heads"):
             depth = cfg.dec_depth
-            n_img = last.shape[1] - n_humans
-            # batch 1 indexed out and back in: views whose strides depend on their shape only,
-            # not on the number of people behind them (a compiled head recompiles per layout)
+            n_img = 1 + pos.shape[1]  # camera token and patches; the people (and padding) follow
             head_layers = [
                 layers[0].float(),
-                layers[depth * 2 // 4][0, 1:n_img].float()[None],
-                layers[depth * 3 // 4][0, 1:n_img].float()[None],
-                last[0, :n_img].float()[None],
+                image_tokens(layers[depth * 2 // 4], 1, n_img),
+                image_tokens(layers[depth * 3 // 4], 1, n_img),
+                image_tokens(last, 0, n_img),
             ]
             dense = head.dense(head_layers, pos, (height, width), with_rgb, with_world_head)
-            tok_track = last[0, n_img:].float()
+            tracks = [last[v, n_img : n_img + count].float() for v, count in enumerate(counts)]
+            tok_track = tracks[0] if batch == 1 else torch.cat(tracks)
             smpl = regress_smplx(head, torch.cat((tok_track, humans.tok_mhmr), dim=-1))
-        return ViewOutput(
-            dense=dense,
-            humans=humans,
-            smpl=smpl,
-            tok_track=tok_track,
-            new_state=dec.new_state,
-            new_memory=new_memory,
-            ttt3r_gate=dec.ttt3r_gate,
-            enc_feat=feat,
-            mhmr_feat=mhmr_feat,
-            pose_query=pose_query,
-        )
+        if batch == 1:
+            return [ViewOutput(
+                dense=dense,
+                humans=humans,
+                smpl=smpl,
+                tok_track=tok_track,
+                new_state=dec.new_state,
+                new_memory=new_memory,
+                ttt3r_gate=dec.ttt3r_gate,
+                enc_feat=feat,
+                mhmr_feat=mhmr_feat,
+                pose_query=pose_query,
+            )]
+        outputs, start = [], 0
+        for v, count in enumerate(counts):
+            one, rows = slice(v, v + 1), slice(start, start + count)
+            start += count
+            outputs.append(ViewOutput(
+                dense={key: value[one] for key, value in dense.items()},
+                humans=view_of(humans, v, rows),
+                smpl={key: value[rows] for key, value in smpl.items()},
+                tok_track=tracks[v],
+                new_state=dec.new_state[one],
+                new_memory=new_memory[one],
+                ttt3r_gate=None if dec.ttt3r_gate is None else dec.ttt3r_gate[one],
+                enc_feat=feat[one],
+                mhmr_feat=mhmr_feat[one],
+                pose_query=pose_query[one],
+            ))
+        return outputs
+
+
+def people_queries(
+    humans: HumanTokens, pos: torch.Tensor, counts: list[int], dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The decoder's person queries [B, P, dd] and their patch positions [B, P, 2], P the
+    largest count of people in a view; ``counts`` people per view, detections in view order.
+    Views with fewer people are padded, and the mask [B, P] (True = a person) says where;
+    None when no view is padded."""
+    batch, most = len(counts), max(counts)
+    positions = pos[humans.view, humans.cut3r_index]
+    if min(counts) == most:
+        width = humans.tok_fused.shape[-1]
+        return humans.tok_fused.to(dtype).reshape(batch, most, width), positions.reshape(batch, most, 2), None
+    slot = torch.cat([torch.arange(count) for count in counts]).to(pos.device)
+    tokens = humans.tok_fused.new_zeros(batch, most, humans.tok_fused.shape[-1], dtype=dtype)
+    tokens[humans.view, slot] = humans.tok_fused.to(dtype)
+    padded_pos = pos.new_zeros(batch, most, 2)
+    padded_pos[humans.view, slot] = positions
+    mask = torch.arange(most, device=pos.device)[None] < torch.tensor(counts, device=pos.device)[:, None]
+    return tokens, padded_pos, mask
+
+
+def image_tokens(layer: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Tokens ``start:stop`` of each view, float32, laid out by their own shape only, not by the
+    people behind them (a compiled head would recompile per layout): batch 1 is indexed out
+    and back in, a batch is copied."""
+    if layer.shape[0] == 1:
+        return layer[0, start:stop].float()[None]
+    return layer[:, start:stop].float().contiguous()

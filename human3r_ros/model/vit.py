@@ -110,6 +110,11 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, n, h * d)
 
 
+def _attention_mask(key_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """[B, Nk] bool (True = a real token) -> an SDPA mask broadcast over heads and queries."""
+    return None if key_mask is None else key_mask[:, None, None, :]
+
+
 class Attention(nn.Module):
     """Self-attention with optional 2D RoPE on queries and keys."""
 
@@ -121,7 +126,10 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.rope = rope
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, pos: torch.Tensor | None = None, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """key_mask [B, N] bool: padding tokens (False) are never attended to."""
         b, n, c = x.shape
         qkv = self.qkv(x).view(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         if self.rope is not None:
@@ -129,7 +137,7 @@ class Attention(nn.Module):
             v = qkv[2]
         else:
             q, k, v = qkv.unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=_attention_mask(key_mask), scale=self.scale)
         return self.proj(_merge_heads(out))
 
 
@@ -146,8 +154,9 @@ class CrossAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.rope = rope
 
-    def forward(self, query, key_value, qpos, kpos, mean_logits: bool = False):
-        """-> (output, [B, Nq] mean over heads and keys of the logits q.k*scale, or None)."""
+    def forward(self, query, key_value, qpos, kpos, mean_logits: bool = False, key_mask=None):
+        """-> (output, [B, Nq] mean over heads and keys of the logits q.k*scale, or None).
+        key_mask [B, Nk] bool: padding keys (False) are neither attended to nor averaged."""
         q = _heads(self.projq(query), self.num_heads)
         k = _heads(self.projk(key_value), self.num_heads)
         v = _heads(self.projv(key_value), self.num_heads)
@@ -160,8 +169,13 @@ class CrossAttention(nn.Module):
         if mean_logits:
             # logits are linear in k: their mean over keys is q against the mean key, so the
             # [B, heads, Nq, Nk] logits never need to exist and attention stays fused
-            logit_mean = torch.einsum("bhqd,bhd->bq", q, k.mean(dim=2)) * (self.scale / self.num_heads)
-        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+            if key_mask is None:
+                mean_key = k.mean(dim=2)
+            else:
+                weight = key_mask[:, None, :, None].to(k.dtype)
+                mean_key = (k * weight).sum(dim=2) / weight.sum(dim=2)
+            logit_mean = torch.einsum("bhqd,bhd->bq", q, mean_key) * (self.scale / self.num_heads)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=_attention_mask(key_mask), scale=self.scale)
         return self.proj(_merge_heads(out)), logit_mean
 
 
@@ -194,9 +208,11 @@ class DecoderBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.norm_y = layer_norm(dim)
 
-    def forward(self, x, y, xpos, ypos, mean_logits: bool = False):
-        x = x + self.attn(self.norm1(x), xpos)  # a new tensor (see EncoderBlock), then in place
-        cross, logit_mean = self.cross_attn(self.norm2(x), self.norm_y(y), xpos, ypos, mean_logits)
+    def forward(self, x, y, xpos, ypos, mean_logits: bool = False, x_mask=None, y_mask=None):
+        """x_mask [B, Nx], y_mask [B, Ny] bool: padding tokens (False) of a batch whose views
+        carry different numbers of people; their own outputs are meaningless."""
+        x = x + self.attn(self.norm1(x), xpos, x_mask)  # a new tensor (see EncoderBlock), then in place
+        cross, logit_mean = self.cross_attn(self.norm2(x), self.norm_y(y), xpos, ypos, mean_logits, y_mask)
         x += cross
         x += self.mlp(self.norm3(x))
         return x, logit_mean

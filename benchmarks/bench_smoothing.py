@@ -16,18 +16,26 @@ Figures per signal, raw and filtered:
     python benchmarks/bench_smoothing.py                       # the default settings
     python benchmarks/bench_smoothing.py --min-cutoff 1 --beta 0.5 --d-cutoff 1
     python benchmarks/bench_smoothing.py --tune                # grid over the three parameters
+    python benchmarks/bench_smoothing.py --people 1 4          # + cost per frame of PeopleSmoother
+
+The cost rows time ``PeopleSmoother.smooth`` on n synthetic people, without a body model and
+with the reference fixtures' synthetic SMPL-X file (same sizes as the real one).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from human3r_ros.engine.frame_result import Person
 from human3r_ros.engine.one_euro import OneEuroSettings, RotationOneEuro, VectorOneEuro
+from human3r_ros.engine.smoothing import PeopleSmoother
 from human3r_ros.engine.smplx_pose import axis_angle_to_rotmat, rotmat_to_axis_angle
 
 RATE_HZ = 30.0
@@ -37,6 +45,7 @@ RADIUS = 4.0  # m
 POSITION_NOISE = 0.02  # m per axis
 ROTATION_NOISE = np.deg2rad(3.0)  # rad per axis
 LAGS = np.arange(0.0, 8.0 + 1e-9, 0.05)  # frames
+REFERENCE = Path(os.environ.get("HUMAN3R_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"))
 
 
 def exp_so3(v: np.ndarray) -> np.ndarray:
@@ -140,6 +149,37 @@ def tune() -> None:
         print(f"  min_cutoff={s.min_cutoff} beta={s.beta} d_cutoff={s.d_cutoff}: {reduction:.2f}x, lag {lag:.2f}")
 
 
+def random_person(track_id: int, rng) -> Person:
+    pose = np.eye(4, dtype=np.float32)
+    pose[:3, :3], pose[:3, 3] = exp_so3(rng.normal(0, 1, 3)), rng.normal(0, 1, 3)
+    aa = lambda *shape: rng.normal(0, 0.3, shape).astype(np.float32)  # noqa: E731
+    return Person(track_id=track_id, score=0.9, global_orient=aa(3), global_orient_world=aa(3), body_pose=aa(21, 3),
+                  left_hand_pose=aa(15, 3), right_hand_pose=aa(15, 3), jaw_pose=aa(3), betas=aa(10),
+                  expression=aa(10), head_position_cam=pose[:3, 3], head_position_world=pose[:3, 3], T_cam_head=pose,
+                  T_world_head=pose, image_location=np.zeros(2, np.float32), detection_cell=np.zeros(2, np.int64))
+
+
+def time_people_smoother(counts: list[int], frames: int = 30) -> None:
+    from human3r_ros.engine.body_model import BodyModel
+
+    body = BodyModel(REFERENCE / "synthetic_smplx") if (REFERENCE / "synthetic_smplx").is_dir() else None
+    rng = np.random.default_rng(0)
+    print(f"\nPeopleSmoother.smooth per frame (median of {frames}, torch threads {torch.get_num_threads()}):")
+    for label, model in (("no body model", None), ("SMPL-X", body)):
+        if label == "SMPL-X" and model is None:
+            print(f"  SMPL-X: no synthetic model under {REFERENCE}")
+            continue
+        for n in counts:
+            smoother = PeopleSmoother(OneEuroSettings(), model)
+            times = []
+            for i in range(frames):
+                people = [random_person(k, rng) for k in range(n)]
+                start = time.perf_counter()
+                smoother.smooth(people, i / RATE_HZ, np.eye(4, dtype=np.float32))
+                times.append(time.perf_counter() - start)
+            print(f"  {label:13} {n} people: {np.median(times[1:]) * 1e3:6.2f} ms")
+
+
 def main() -> None:
     defaults = OneEuroSettings()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,12 +187,16 @@ def main() -> None:
     p.add_argument("--beta", type=float, default=defaults.beta)
     p.add_argument("--d-cutoff", type=float, default=defaults.d_cutoff)
     p.add_argument("--tune", action="store_true", help="grid search instead of one table")
+    p.add_argument("--people", type=int, nargs="*", default=[], metavar="N",
+                   help="also time PeopleSmoother.smooth with N people per frame")
     args = p.parse_args()
     if args.tune:
         tune()
         return
     settings = OneEuroSettings(args.min_cutoff, args.beta, args.d_cutoff)
     print_table(settings, evaluate(settings))
+    if args.people:
+        time_people_smoother(args.people)
     print("(timings on a shared machine are noisy)")
 
 

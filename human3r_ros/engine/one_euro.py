@@ -21,9 +21,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-
-from .smplx_pose import axis_angle_to_rotmat, rotmat_to_axis_angle
+from scipy.spatial.transform import Rotation
 
 
 @dataclass(frozen=True)
@@ -141,8 +139,20 @@ class RotationOneEuro(_KeyedOneEuro):
     @staticmethod
     def _step_towards(value, sample):
         change = np.swapaxes(value, -1, -2) @ sample  # R_prev^T R: the change, in the previous estimate's frame
-        return rotmat_to_axis_angle(torch.from_numpy(change)).numpy()
+        return rotation_vectors(change)
 
     @staticmethod
     def _move(value, step):
-        return value @ axis_angle_to_rotmat(torch.from_numpy(step)).numpy()
+        return value @ rotation_matrices(step)
+
+
+def rotation_vectors(matrices: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) rotation matrices -> (..., 3) rotation vectors (angle in [0, pi])."""
+    # assume_valid: the inputs are rotations already; scipy would otherwise re-orthonormalise each
+    vectors = Rotation.from_matrix(matrices.reshape(-1, 3, 3), assume_valid=True).as_rotvec()
+    return vectors.reshape(matrices.shape[:-1])
+
+
+def rotation_matrices(vectors: np.ndarray) -> np.ndarray:
+    """(..., 3) rotation vectors -> (..., 3, 3) rotation matrices."""
+    return Rotation.from_rotvec(vectors.reshape(-1, 3)).as_matrix().reshape(vectors.shape + (3,))

@@ -9,8 +9,9 @@ Everything else follows from those: the camera-frame position and orientation th
 frame's camera pose (not smoothed), and, with a body model, the mesh, joints, pelvis and body
 transforms, re-evaluated from the filtered parameters by the same code that built the raw
 people. Every field of a smoothed person therefore agrees with every other, as in a raw one.
-Shape (betas) and expression pass unchanged. Cost: one more pose conversion per frame, and one
-more SMPL-X evaluation when the engine has a body model.
+Shape (betas) and expression pass unchanged. Cost: one more pose conversion per frame; the
+engine, when smoothing, leaves the body model to the smoother, so SMPL-X still runs once a frame
+(people given with meshes work too: only their pose fields are read).
 
 A track's filters start from its first sample and are forgotten when the id is absent from a
 frame, when time goes backwards, and on :meth:`PeopleSmoother.reset`.
@@ -19,12 +20,11 @@ frame, when time goes backwards, and on :meth:`PeopleSmoother.reset`.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from .body_model import BodyModel
 from .frame_result import Person, build_people
-from .one_euro import OneEuroSettings, RotationOneEuro, VectorOneEuro
-from .smplx_pose import NUM_PREDICTED_ROTATIONS, axis_angle_to_rotmat, people_pose_from_network
+from .one_euro import OneEuroSettings, RotationOneEuro, VectorOneEuro, rotation_matrices
+from .smplx_pose import NUM_PREDICTED_ROTATIONS, people_pose_from_network
 
 
 class PeopleSmoother:
@@ -97,6 +97,6 @@ def _world_and_joint_rotations(people: list[Person]) -> np.ndarray:
     joints = np.stack([
         np.concatenate([p.body_pose, p.left_hand_pose, p.right_hand_pose, p.jaw_pose[None]]) for p in people
     ]).astype(np.float64)
-    joint_rotations = axis_angle_to_rotmat(torch.from_numpy(joints)).numpy()
+    joint_rotations = rotation_matrices(joints)
     world = np.stack([p.T_world_head[:3, :3] for p in people]).astype(np.float64)
     return np.concatenate([world[:, None], joint_rotations], axis=1)

@@ -86,6 +86,7 @@ class LocalHub:
     content: bytes
     repo_id: str = REPO_ID
     filename: str = FILENAME
+    revisions: tuple = ()  # the commits the repository has (empty: any)
     announced: bytes | None = None  # the file whose SHA-256 and size the headers announce (default: content)
     drop_first_get: bool = False  # close the connection half-way through the first GET
     requests: list = field(default_factory=list)
@@ -106,8 +107,14 @@ class LocalHub:
             def _answer(self, body: bool) -> None:
                 hub.requests.append(Request(self.command, self.path, self.headers.get("Range")))
                 m = re.fullmatch(r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)", self.path)
-                if not m or m["repo"] != hub.repo_id or m["file"] != hub.filename:
-                    self.send_error(404)
+                missing = ("RepoNotFound" if not m or m["repo"] != hub.repo_id
+                           else "RevisionNotFound" if hub.revisions and m["rev"] not in hub.revisions
+                           else "EntryNotFound" if m["file"] != hub.filename else None)
+                if missing:  # as the hub answers: 404 and the reason in X-Error-Code
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", missing)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 announced = hub.announced if hub.announced is not None else hub.content
                 data, start = hub.content, 0
@@ -374,3 +381,10 @@ def test_demo_by_name_without_network_says_how_to_fetch(tmp_path):
     exact = f"{url}/faneggg/human3r/resolve/{PINNED_REVISION}/human3r_672S.pth"
     assert f"demo: error: CHECKPOINT=human3r_672S: human3r_672S.pth: cannot get {exact}" in run.stderr
     assert f"hf download faneggg/human3r human3r_672S.pth --revision {PINNED_REVISION}" in run.stderr
+
+
+def test_unknown_revision_names_the_way_to_choose_another(tmp_path, hub_server, tiny_bytes):
+    server, url = hub_server(revisions=("fedcba9876543210fedcba9876543210fedcba98",))
+    message = error_of(run_resolve(tmp_path / "hf", url, entry_for(tiny_bytes)))
+    assert "RevisionNotFoundError" in message and f"resolve/{REVISION}/" in message
+    assert "checkpoint_revision" in message and "--checkpoint-revision" in message

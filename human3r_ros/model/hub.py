@@ -286,8 +286,10 @@ def resolve_checkpoint(
     except Exception as exc:  # connection refused, timeout, HTTP errors: the hub cannot serve the file now
         if cached is not None:  # a branch revision downloaded before: its cached commit
             return _verify_cached(cached, entry, say)
-        raise WeightsError(f"{entry.filename}: cannot get {url} ({_reason(exc)}) and it is not in the Hugging "
-                           f"Face cache; {_fetch_by_hand(entry, url)}") from None
+        hint = (" (if the revision is wrong, choose another: node parameter checkpoint_revision, "
+                "human3r-process --checkpoint-revision)" if getattr(getattr(exc, "response", None), "status_code", None) == 404 else "")
+        raise WeightsError(f"{entry.filename}: cannot get {url} ({_reason(exc)}){hint} and it is not in the "
+                           f"Hugging Face cache; {_fetch_by_hand(entry, url)}") from None
     for what, pinned, reported in (("size", entry.size, hub_size), ("SHA-256", entry.sha256, hub_sha256)):
         if pinned is not None and reported is not None and pinned != reported:
             raise WeightsError(f"{url}: the hub reports {what} {reported}, the pinned value is {pinned}: refusing "

@@ -29,6 +29,7 @@ import torch
 from human3r_ros.model.checkpoint import read_checkpoint
 from human3r_ros.model.hub import (
     PINNED_REVISION,
+    progress_logger,
     RELEASED_WEIGHTS,
     HubFile,
     WeightsError,
@@ -214,8 +215,8 @@ def hf_env(hf_home: Path, endpoint: str, offline: bool = False) -> dict:
     return env
 
 
-def run_resolve(hf_home: Path, endpoint: str, spec: dict, *, revision=None, load=False, offline=False):
-    env = hf_env(hf_home, endpoint, offline)
+def run_resolve(hf_home: Path, endpoint: str, spec: dict, *, revision=None, load=False, offline=False, **extra_env):
+    env = hf_env(hf_home, endpoint, offline) | extra_env
     args = [sys.executable, "-c", RESOLVE, json.dumps([spec, revision, load]), str(HUB_MODULE)]
     return subprocess.run(args, env=env,
                           capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
@@ -388,3 +389,25 @@ def test_unknown_revision_names_the_way_to_choose_another(tmp_path, hub_server, 
     message = error_of(run_resolve(tmp_path / "hf", url, entry_for(tiny_bytes)))
     assert "RevisionNotFoundError" in message and f"resolve/{REVISION}/" in message
     assert "checkpoint_revision" in message and "--checkpoint-revision" in message
+
+
+def test_hf_hub_cache_is_respected(tmp_path, hub_server, tiny_bytes):
+    server, url = hub_server()
+    cache = tmp_path / "elsewhere"
+    path = resolved_path(run_resolve(tmp_path / "hf", url, entry_for(tiny_bytes), HF_HUB_CACHE=str(cache)))
+    assert path == cache / "models--tester--human3r-tiny" / "snapshots" / REVISION / FILENAME
+    assert not (tmp_path / "hf" / "hub").exists()
+
+
+def test_progress_logger_lines():
+    lines = []
+    every_call = progress_logger(lines.append, every_s=0.0)
+    every_call(1_200_000_000, 3_400_000_000)
+    every_call(5_000_000, None)
+    assert lines[0].startswith("downloaded 1.20 GB / 3.40 GB (35%, ") and lines[0].endswith(" MB/s)")
+    assert lines[1].startswith("downloaded 5.0 MB (") and lines[1].endswith(" MB/s)")
+    lines.clear()
+    rare = progress_logger(lines.append, every_s=3600.0)
+    rare(10, 100)
+    rare(100, 100)  # the end is always reported
+    assert len(lines) == 1 and lines[0].startswith("downloaded 0.0 MB / 0.0 MB (100%, ")

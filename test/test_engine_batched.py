@@ -25,14 +25,30 @@ COMPARED_KEYS = [
 ]
 
 
-def load_case(reference_dir, case):
-    z = np.load(reference_dir / f"tiny_{case}_io.npz")
-    meta = json.loads(str(z["meta_json"]))
-    engine = Human3REngine.from_checkpoint(
-        reference_dir / f"tiny_{case}_checkpoint.pth",
-        ttt3r=meta["use_ttt3r"], reset_interval=meta["reset_interval"] or 0, size=64,
-    )
-    return engine, z["frames_uint8"]
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # tiny networks on a shared 2-core machine: one thread is ~10x faster than two competing
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_net(reference_dir):
+    # the three tiny cases share their weights; they differ in the engine's settings
+    return load_checkpoint(reference_dir / "tiny_plain_checkpoint.pth")
+
+
+@pytest.fixture
+def load_case(reference_dir, tiny_net):
+    def load(case):
+        z = np.load(reference_dir / f"tiny_{case}_io.npz")
+        meta = json.loads(str(z["meta_json"]))
+        engine = Human3REngine(tiny_net, ttt3r=meta["use_ttt3r"], reset_interval=meta["reset_interval"] or 0, size=64)
+        return engine, z["frames_uint8"]
+
+    return load
 
 
 def run_alone(engine, camera_frames):
@@ -69,8 +85,8 @@ def people_counts(results_per_camera):
 
 
 @pytest.mark.parametrize("case", ["plain", "ttt3r"])
-def test_three_cameras_batched_equal_each_camera_alone(reference_dir, case):
-    engine, frames = load_case(reference_dir, case)
+def test_three_cameras_batched_equal_each_camera_alone(load_case, case):
+    engine, frames = load_case(case)
     cameras = [frames, np.roll(frames, 2, axis=0), frames[::-1]]
     batched = run_batched(engine, cameras)
     alone = run_alone(engine, cameras)
@@ -81,16 +97,16 @@ def test_three_cameras_batched_equal_each_camera_alone(reference_dir, case):
         assert_same_results(got, expected, f"{case} camera {camera}")
 
 
-def test_camera_batched_with_itself_equals_the_single_camera_engine(reference_dir):
-    engine, frames = load_case(reference_dir, "ttt3r")
+def test_camera_batched_with_itself_equals_the_single_camera_engine(load_case):
+    engine, frames = load_case("ttt3r")
     single = [engine.step(frame, stamp=0.1 * i) for i, frame in enumerate(frames)]  # default stream
     first, second = run_batched(engine, [frames, frames])
     assert_same_results(first, single, "first copy")
     assert_same_results(second, single, "second copy")
 
 
-def test_reset_boundary_in_one_camera_only(reference_dir):
-    engine, frames = load_case(reference_dir, "reset")  # a periodic reset every 3 images
+def test_reset_boundary_in_one_camera_only(load_case):
+    engine, frames = load_case("reset")  # a periodic reset every 3 images
     late, early = engine.new_stream(), engine.new_stream()
     engine.step(frames[-1], stream=early)  # one image ahead: its boundaries fall elsewhere
     late_alone, early_alone = engine.new_stream(), engine.new_stream()
@@ -103,8 +119,8 @@ def test_reset_boundary_in_one_camera_only(reference_dir):
         assert_same_results([p[camera] for p in batched], [p[camera] for p in alone], f"camera {camera}")
 
 
-def test_cameras_with_different_image_sizes(reference_dir):
-    engine, frames = load_case(reference_dir, "plain")
+def test_cameras_with_different_image_sizes(load_case):
+    engine, frames = load_case("plain")
     portrait = np.ascontiguousarray(frames.transpose(0, 2, 1, 3))
     cameras = [frames, portrait, np.roll(frames, 1, axis=0)]
     batched = run_batched(engine, cameras)
@@ -115,8 +131,8 @@ def test_cameras_with_different_image_sizes(reference_dir):
         assert_same_results(got, expected, f"camera {camera}")
 
 
-def test_resetting_one_camera_leaves_the_others(reference_dir):
-    engine, frames = load_case(reference_dir, "ttt3r")
+def test_resetting_one_camera_leaves_the_others(load_case):
+    engine, frames = load_case("ttt3r")
     kept, restarted = engine.new_stream(), engine.new_stream()
     for f in frames[:3]:
         engine.step_many([(kept, f, None), (restarted, f, None)])
@@ -131,8 +147,8 @@ def test_resetting_one_camera_leaves_the_others(reference_dir):
     assert [p[0].index for p in tail] == [3, 4, 5]
 
 
-def test_step_many_rejects_a_stream_given_twice(reference_dir):
-    engine, frames = load_case(reference_dir, "plain")
+def test_step_many_rejects_a_stream_given_twice(load_case):
+    engine, frames = load_case("plain")
     stream = engine.new_stream()
     with pytest.raises(ValueError, match="stream was given twice"):
         engine.step_many([(stream, frames[0], None), (stream, frames[1], None)])
@@ -141,7 +157,7 @@ def test_step_many_rejects_a_stream_given_twice(reference_dir):
 
 def test_padded_batch_keeps_each_views_ttt3r_gate_and_outputs(reference_dir):
     """At the network: views with 1, 2 and 4 people in one pass (padded queries)."""
-    net = load_checkpoint(reference_dir / "tiny_ttt3r_checkpoint.pth")
+    net = load_checkpoint(reference_dir / "tiny_ttt3r_checkpoint.pth")  # all heads: not the engine's net
     frames = np.load(reference_dir / "tiny_ttt3r_io.npz")["frames_uint8"]
     views = [preprocess_frame(frames[i], 64, mhmr_res=net.config.mhmr_img_res) for i in (0, 1, 3)]
     gen = torch.Generator().manual_seed(0)

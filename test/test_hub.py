@@ -61,7 +61,8 @@ progress = lambda done, total: print(f"PROGRESS {done} {total}", flush=True)
 try:
     if load:
         from human3r_ros.engine import Human3REngine
-        engine = Human3REngine.from_checkpoint(HubFile(**spec), checkpoint_revision=revision, download_progress=progress)
+        engine = Human3REngine.from_checkpoint(HubFile(**spec), checkpoint_revision=revision,
+                                               download_progress=progress)
         print("LOADED", sum(p.numel() for p in engine.net.parameters()))
     else:
         print("RESOLVED", resolve_checkpoint(HubFile(**spec), revision, progress=progress))

@@ -32,7 +32,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, replace
@@ -45,8 +44,8 @@ HUB_REPO_ID = "faneggg/human3r"
 # with the `revision` argument (node parameter `checkpoint_revision`, CLI --checkpoint-revision).
 PINNED_REVISION = "1902f6b702547870994f15413ed4c61b19dca6b6"
 LICENCE_NOTICE = (
-    "Human3R weights (huggingface.co/faneggg/human3r) are licensed CC BY-NC-SA 4.0: "
-    "non-commercial use only, attribution, share-alike"
+    "the Human3R weights are licensed CC BY-NC-SA 4.0: non-commercial use only, attribution, share-alike "
+    "(https://github.com/fanegg/Human3R)"
 )
 
 ProgressCallback = Callable[[int, Optional[int]], None]  # (bytes done, total bytes or None)
@@ -286,8 +285,9 @@ def resolve_checkpoint(
     except Exception as exc:  # connection refused, timeout, HTTP errors: the hub cannot serve the file now
         if cached is not None:  # a branch revision downloaded before: its cached commit
             return _verify_cached(cached, entry, say)
+        not_found = getattr(getattr(exc, "response", None), "status_code", None) == 404
         hint = (" (if the revision is wrong, choose another: node parameter checkpoint_revision, "
-                "human3r-process --checkpoint-revision)" if getattr(getattr(exc, "response", None), "status_code", None) == 404 else "")
+                "human3r-process --checkpoint-revision)" if not_found else "")
         raise WeightsError(f"{entry.filename}: cannot get {url} ({_reason(exc)}){hint} and it is not in the "
                            f"Hugging Face cache; {_fetch_by_hand(entry, url)}") from None
     for what, pinned, reported in (("size", entry.size, hub_size), ("SHA-256", entry.sha256, hub_sha256)):
@@ -299,7 +299,7 @@ def resolve_checkpoint(
         raise WeightsError(f"{url}: the hub reports no SHA-256 (LFS ETag) for the file and none is pinned: "
                            "cannot verify it, refusing")
 
-    say(f"{entry.filename} is released under {LICENCE_NOTICE}")
+    say(f"{entry.filename}: {LICENCE_NOTICE}")
     say(f"downloading {entry.filename} ({_gb(size) if size else 'size unknown'}) from {url} into the Hugging "
         f"Face cache ({huggingface_hub.constants.HF_HUB_CACHE}); this can take minutes, once")
     bar = _callback_bar(progress) if progress is not None else None

@@ -44,14 +44,14 @@ def test_live_replay_matches_offline_processing(reference_dir, tmp_path):
         node = make_node(h, reference_dir, body_model=True, image_topic=TOPIC, reliability="reliable",
                          autostart=True, use_sim_time=True)
         live_msgs = h.collect(HumanArray, "/human3r/humans")
-        wait_until(lambda: node._image_sub is not None, 60, "the node to autostart")
+        wait_until(lambda: node._cameras[""].subscribed, 60, "the node to autostart")
         player = rclpy.create_node("replayer", context=h.context)
         for k in range(len(frames)):
             assert replay(player, bag, rate=1.0, start=k * FRAME_GAP_S, duration=FRAME_GAP_S / 2,
                           wait_for_subscriber=10.0) == 1
             wait_until(lambda: len(h.snapshot("/human3r/humans")) == k + 1, 60, f"the HumanArray of frame {k}")
         player.destroy_node()
-        assert node._stats.dropped == 0
+        assert node._cameras[""].counters.dropped == 0
         live = as_arrays(h.snapshot("/human3r/humans"))
         assert node.get_clock().now().nanoseconds >= (T0 + FRAME_GAP_S * (len(frames) - 1)) * NS  # bag time
     finally:

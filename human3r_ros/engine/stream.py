@@ -19,6 +19,7 @@ class StepOutcome:
     result: FrameResult | None  # None: the frame was skipped (see note)
     note: str | None = None  # what happened besides a plain step, for logs and diagnostics
     time_reset: bool = False  # time went backwards: the state was reset before this frame
+    skip_reason: str | None = None  # why result is None: "duplicate_stamp" or "non_finite_pose"
 
 
 class StampedStream:
@@ -34,7 +35,8 @@ class StampedStream:
         note, time_reset = None, False
         if stamp_ns and self.last_stamp_ns is not None and stamp_ns <= self.last_stamp_ns:
             if stamp_ns == self.last_stamp_ns:
-                return StepOutcome(None, f"skipped: same stamp as the previous image ({stamp_ns} ns)")
+                return StepOutcome(None, f"same stamp as the previous image ({stamp_ns} ns)",
+                                   skip_reason="duplicate_stamp")
             note = (f"time went backwards ({self.last_stamp_ns * 1e-9:.3f} s -> {stamp_ns * 1e-9:.3f} s): "
                     "state reset, new sequence")
             self.reset()
@@ -42,7 +44,7 @@ class StampedStream:
         result = self.engine.step(rgb, stamp=stamp_ns * 1e-9)
         if not np.isfinite(result.c2w).all():
             self.reset()  # a non-finite pose poisons the recurrent state
-            return StepOutcome(None, "non-finite camera pose: frame skipped, state reset", time_reset)
+            return StepOutcome(None, "non-finite camera pose: state reset", time_reset, "non_finite_pose")
         if stamp_ns:
             self.last_stamp_ns = stamp_ns
         return StepOutcome(result, note, time_reset)

@@ -297,13 +297,16 @@ def people_markers_cdr(people: Sequence, header: Header, faces: Optional[np.ndar
 
 # --------------------------------------------------------------------------- diagnostics
 
-def diagnostics_message(stamp: Time, name: str, hardware_id: str, level: bytes, message: str,
-                        values: Mapping[str, object]) -> DiagnosticArray:
-    """One DiagnosticStatus (level: DiagnosticStatus.OK / WARN / ERROR / STALE) in a
-    DiagnosticArray; values are turned into strings."""
+def diagnostic_status(name: str, hardware_id: str, level: bytes, message: str,
+                      values: Mapping[str, object]) -> DiagnosticStatus:
+    """One DiagnosticStatus (level: DiagnosticStatus.OK / WARN / ERROR / STALE); values are
+    turned into strings."""
     def text(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
-    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
-                              values=[KeyValue(key=k, value=text(v)) for k, v in values.items()])
-    return DiagnosticArray(header=Header(stamp=stamp), status=[status])
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
+                            values=[KeyValue(key=k, value=text(v)) for k, v in values.items()])
+
+
+def diagnostics_message(stamp: Time, statuses: Sequence[DiagnosticStatus]) -> DiagnosticArray:
+    return DiagnosticArray(header=Header(stamp=stamp), status=list(statuses))

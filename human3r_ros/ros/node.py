@@ -1,127 +1,60 @@
 """Lifecycle node `human3r`: camera images in; people, camera pose, TF, scene cloud, path,
 markers and diagnostics out.
 
-Threads: the image callback only stores the newest message in a one-slot buffer (a frame that
-is replaced before the worker takes it counts as dropped), and a worker thread runs the engine
-and publishes. The executor therefore stays free for services and lifecycle commands, and the
-newest image is always the next one processed. Every output carries the input image's stamp.
+Threads: each image callback only stores the newest message in its camera's slot (a frame that
+is replaced before the worker takes it counts as dropped), and one supervised worker thread
+runs the engine and publishes. The executor therefore stays free for services, lifecycle
+commands and diagnostics, and the newest image is always the next one processed. Every output
+carries the input image's stamp.
+
+Reliability: one frame's failure (conversion, engine, publishing) stays inside that frame: it
+is logged per reason, counted on /diagnostics, and the next frame is processed; a worker thread
+that ends anyway is restarted within a second and reported. /diagnostics runs from node start
+on a steady clock.
 
 Lifecycle: configure loads the checkpoint (and body model), activate subscribes and starts the
-worker, deactivate stops it, cleanup frees the model. Everything the node publishes is built by
-the pure functions in human3r_ros.ros.conversions.
+worker, deactivate stops it, cleanup frees the model. Messages are built by the pure functions
+in human3r_ros.ros.conversions.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 import threading
 import time
-from collections import deque
 from dataclasses import asdict
 from typing import Optional
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from geometry_msgs.msg import Pose, PoseStamped
-from nav_msgs.msg import Path
+from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image, PointCloud2
-from std_msgs.msg import Header
+from sensor_msgs.msg import CompressedImage
 from std_srvs.srv import Trigger
-from visualization_msgs.msg import MarkerArray
 
-from human3r_msgs.msg import HumanArray
-from human3r_ros.engine.cpu_memory import keep_freed_memory, resident_mb
+from human3r_ros.engine.cpu_memory import keep_freed_memory
 from human3r_ros.engine.stream import StampedStream
 from human3r_ros.ros import conversions as conv
 from human3r_ros.ros import parameters as params
+from human3r_ros.ros.camera import Camera, FrameSlots
+from human3r_ros.ros.diagnostics import DiagnosticsReporter, memory_figures
+from human3r_ros.ros.outputs import StreamOutputs, TfSender
+from human3r_ros.ros.problems import (ERROR, WARN, FrameProblem, ProblemLog, RosLogHandler, conversion_problem,
+                                      engine_problem, log_at)
+from human3r_ros.ros.worker import SupervisedWorker
 
 NODE_NAME = "human3r"
-OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)  # reliable: every subscriber can match
-DIAGNOSTICS_PERIOD_S = 1.0
 NO_IMAGE_WARNING_S = 5.0
-RATE_WINDOW_S = 10.0  # the reported frame rate averages over this much recent time...
-RATE_WINDOW_FRAMES = 100  # ...and at most this many frames
-
-
-class LatestSlot:
-    """Depth-1 hand-over between the image callback and the worker: newest message wins."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._msg = None
-
-    def put(self, msg) -> bool:
-        """Store `msg`; True when it replaced a message the worker never took (a dropped frame)."""
-        with self._lock:
-            dropped = self._msg is not None
-            self._msg = msg
-            self._ready.set()
-        return dropped
-
-    def take(self, timeout: float):
-        if not self._ready.wait(timeout):
-            return None
-        with self._lock:
-            msg, self._msg = self._msg, None
-            self._ready.clear()
-        return msg
-
-    def clear(self) -> None:
-        self.take(0.0)
-
-
-class Stats:
-    """Counters for /diagnostics (written by the worker and callbacks, read by the timer)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.processed = self.dropped = self.skipped = self.time_resets = 0
-        self.finish_times: deque[float] = deque(maxlen=RATE_WINDOW_FRAMES)  # monotonic, per published frame
-        self.latency_s = float("nan")
-        self.last_error = ""
-        self.note = ""  # one-shot remark for the next report (a skipped frame, a time reset)
-        self.note_level = DiagnosticStatus.OK
-        self.last_image = 0.0  # monotonic time of the last image received (or of activation)
-
-    def remark(self, text: str, level: bytes) -> None:
-        with self.lock:
-            self.note, self.note_level = text, level
-
-
-class TfSender:
-    """/tf through tf2_ros when installed, else a plain tf2_msgs/TFMessage publisher (same wire)."""
-
-    def __init__(self, node) -> None:
-        try:
-            from tf2_ros import TransformBroadcaster
-        except ImportError:
-            from tf2_msgs.msg import TFMessage  # raises ImportError when neither exists
-
-            self._message = TFMessage
-            self._publisher = node.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
-            self._broadcaster = None
-        else:
-            self._broadcaster = TransformBroadcaster(node)
-            self._publisher = self._broadcaster.pub_tf
-
-    def send(self, transforms) -> None:
-        if not transforms:
-            return
-        if self._broadcaster is not None:
-            self._broadcaster.sendTransform(transforms)
-        else:
-            self._publisher.publish(self._message(transforms=transforms))
-
-    def close(self, node) -> None:
-        node.destroy_publisher(self._publisher)
+WATCHDOG_PERIOD_S = 0.5  # a dead worker is noticed and restarted within this
+PROBLEM_HOLD_S = 2.0  # a frame problem or a worker restart colours the status this long
+SHUTDOWN_WAIT_S = 1.5  # a frame still in flight at shutdown is not waited for longer than this
+LIVE_INPUT_PARAMETERS = ("compressed", "reliability")  # applied while active by subscribing anew
 
 
 class Human3RNode(LifecycleNode):
@@ -134,27 +67,39 @@ class Human3RNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._refresh_settings)
 
-        self._engine = None
-        self._engine_lock = threading.Lock()  # the engine and the stream state below
-        self._threads_before: int | None = None  # torch CPU threads before cpu_threads applied
-        self._stream: Optional[StampedStream] = None  # the engine with the stream's time rules
-        self._path = Path()
-        self._warned: set[str] = set()
+        # the core's Python logging (engine, model) goes to /rosout too
+        self._log_handler = RosLogHandler(self.get_logger())
+        logging.getLogger("human3r_ros").addHandler(self._log_handler)
+        self._problems = ProblemLog(self.get_logger())
 
-        self._slot = LatestSlot()
-        self._stats = Stats()
-        self._stop = threading.Event()
-        self._worker: Optional[threading.Thread] = None
-        self._image_sub = None
-        self._pubs: dict = {}
+        self._engine = None
+        self._engine_lock = threading.Lock()  # the engine and the cameras' streams
+        self._threads_before: int | None = None  # torch CPU threads before cpu_threads applied
+        self._configure_error = ""  # why the last configure failed, until one succeeds
+        self._active = False
+        self._warned: set[str] = set()
+        self._events_lock = threading.Lock()
+        self._recent_problem: tuple[float, bytes, str] | None = None  # (monotonic, level, text)
+        self._worker_fault: tuple[float, str] | None = None
+
+        self._slots = FrameSlots()
+        self._cameras = {"": Camera("", "image", self._slots, self._on_camera_event)}
+        self._outputs: dict[str, StreamOutputs] = {}
         self._tf: Optional[TfSender] = None
-        self._diag_pub = None
-        self._diag_timer = None
+        self._worker = SupervisedWorker("human3r_worker", self._worker_loop)
 
         # Separate groups: a reset request never waits behind an image callback and vice versa.
         self._image_group = MutuallyExclusiveCallbackGroup()
         self.create_service(Trigger, "~/reset", self._on_reset, callback_group=MutuallyExclusiveCallbackGroup())
+        steady = Clock(clock_type=ClockType.STEADY_TIME)  # independent of use_sim_time
+        monitor_group = MutuallyExclusiveCallbackGroup()
+        self._diagnostics = DiagnosticsReporter(self, self._statuses, callback_group=monitor_group)
+        self.create_timer(WATCHDOG_PERIOD_S, self._watch_worker, callback_group=monitor_group, clock=steady)
         self._autostart_timer = self.create_timer(0.0, self._autostart) if self._settings.autostart else None
+
+    def destroy_node(self) -> None:
+        logging.getLogger("human3r_ros").removeHandler(self._log_handler)
+        super().destroy_node()
 
     # ------------------------------------------------------------------ parameters
 
@@ -170,8 +115,10 @@ class Human3RNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=error)
         return SetParametersResult(successful=True)
 
-    def _refresh_settings(self, _changes) -> None:
+    def _refresh_settings(self, changes) -> None:
         self._settings = params.snapshot(self)
+        if self._active and any(p.name in LIVE_INPUT_PARAMETERS for p in changes):
+            self._subscribe_cameras()  # applied now: a new subscription with the new type and QoS
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -184,70 +131,60 @@ class Human3RNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         s = self._settings
         try:
-            self._engine = self._load_engine(s)
+            engine = self._load_engine(s)
         except Exception as exc:  # any load failure leaves the node alive and unconfigured
-            self._set_error(f"configure failed: {exc}")
-            self.get_logger().error(f"configure failed: {exc}")
+            self._configure_error = f"configure failed: {exc}"
+            self.get_logger().error(self._configure_error)
             self._release_model()  # undoes what loading had already changed (cpu_threads)
+            self._diagnostics.publish()  # the reason, at once
             return TransitionCallbackReturn.FAILURE
-        self._stream = StampedStream(self._engine)
-        self._path = Path()
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
-        mesh = "with SMPL-X body model" if self._engine.has_body_model else "without body model (no meshes)"
-        self.get_logger().info(f"loaded {s.checkpoint} on {self._engine.device} ({s.precision}), {mesh}")
+        with self._engine_lock:
+            self._engine = engine
+            for camera in self._cameras.values():
+                camera.stream = StampedStream(engine)
+        self._configure_error = ""
+        mesh = "with SMPL-X body model" if engine.has_body_model else "without body model (no meshes)"
+        self.get_logger().info(f"loaded {s.checkpoint} on {engine.device} ({s.precision}), {mesh}")
         if s.compile != "off":
             self.get_logger().info(f"compile '{s.compile}': the first frames of each image size compile "
                                    "the network (seconds on a GPU, a minute or more on a small CPU)")
+        self._diagnostics.publish()
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        s = self._settings
-        self._pubs = {
-            "humans": self.create_publisher(HumanArray, "~/humans", OUTPUT_QOS),
-            "cloud": self.create_publisher(PointCloud2, "~/scene/points", OUTPUT_QOS),
-            "path": self.create_publisher(Path, "~/camera_path", OUTPUT_QOS),
-            "markers": self.create_publisher(MarkerArray, "~/markers", OUTPUT_QOS),
-        }
         try:
             self._tf = TfSender(self)
         except ImportError:
             self._tf = None
-            self.get_logger().warning("neither tf2_ros nor tf2_msgs is installed: TF output disabled")
-        qos = QoSProfile(depth=qos_profile_sensor_data.depth, history=qos_profile_sensor_data.history,
-                         durability=qos_profile_sensor_data.durability,
-                         reliability=(ReliabilityPolicy.RELIABLE if s.reliability == "reliable"
-                                      else ReliabilityPolicy.BEST_EFFORT))
-        msg_type = CompressedImage if s.compressed else Image
-        self._slot.clear()
-        self._stop.clear()
-        with self._stats.lock:
-            self._stats.last_image = time.monotonic()  # the no-image warning counts from activation
-        self._worker = threading.Thread(target=self._run_worker, name="human3r_worker", daemon=True)
+            self._warn_once("tf", "neither tf2_ros nor tf2_msgs is installed: TF output disabled")
+        self._outputs = {name: StreamOutputs(self, f"~/{name}/" if name else "~/", self._tf)
+                         for name in self._cameras}
+        self._slots.clear()
         self._worker.start()
-        self._image_sub = self.create_subscription(msg_type, "image", self._on_image, qos,
-                                                   callback_group=self._image_group)
-        self.get_logger().info(
-            f"listening on {self._image_sub.topic_name} ({msg_type.__name__}, {s.reliability})")
+        self._active = True
+        self._subscribe_cameras()
+        self._diagnostics.publish()
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_streaming()
         if self._settings.reset_on_deactivate:
-            self._reset_stream()
+            self._reset_streams()
+        self._diagnostics.publish()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release_model()
+        self._diagnostics.publish()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_streaming()
+        self._stop_streaming(wait_s=SHUTDOWN_WAIT_S)
         self._release_model()
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_streaming()
+        self._stop_streaming(wait_s=SHUTDOWN_WAIT_S)
         self._release_model()
         return TransitionCallbackReturn.SUCCESS  # back to unconfigured
 
@@ -277,29 +214,31 @@ class Human3RNode(LifecycleNode):
             ttt3r=s.ttt3r, reset_interval=s.reset_interval, size=s.image_size,
             det_threshold=s.detection_threshold, compile_mode=s.compile)
 
-    def _stop_streaming(self) -> None:
-        if self._image_sub is not None:
-            self.destroy_subscription(self._image_sub)
-            self._image_sub = None
-        self._stop.set()
-        if self._worker is not None:
-            self._worker.join()
-            self._worker = None
-        self._slot.clear()
-        for publisher in self._pubs.values():
-            self.destroy_publisher(publisher)
-        self._pubs = {}
+    def _subscribe_cameras(self) -> None:
+        s = self._settings
+        for camera in self._cameras.values():
+            camera.subscribe(self, s.compressed, s.reliability, self._image_group)
+            self.get_logger().info(f"listening on {camera.description(s.compressed)}")
+
+    def _stop_streaming(self, wait_s: Optional[float] = None) -> None:
+        self._active = False
+        for camera in self._cameras.values():
+            camera.unsubscribe(self)
+        if not self._worker.stop(wait_s):
+            self.get_logger().warning(f"a frame was still in flight after {wait_s} s: not waiting for it")
+        self._slots.clear()
+        for outputs in self._outputs.values():
+            outputs.close()
+        self._outputs = {}
         if self._tf is not None:
             self._tf.close(self)
             self._tf = None
 
     def _release_model(self) -> None:
-        if self._diag_timer is not None:
-            self.destroy_timer(self._diag_timer)
-            self.destroy_publisher(self._diag_pub)
-            self._diag_timer = self._diag_pub = None
         with self._engine_lock:
-            engine, self._engine, self._stream = self._engine, None, None
+            engine, self._engine = self._engine, None
+            for camera in self._cameras.values():
+                camera.stream = None
         if engine is not None:
             on_cuda = engine.device.type == "cuda"
             del engine
@@ -317,185 +256,168 @@ class Human3RNode(LifecycleNode):
     # ------------------------------------------------------------------ services
 
     def _on_reset(self, _request, response):
-        with self._engine_lock:
-            if self._engine is None:
-                response.success, response.message = False, "no model loaded: configure the node first"
-                return response
-        self._reset_stream()
+        if self._engine is None:
+            response.success, response.message = False, "no model loaded: configure the node first"
+            return response
+        self._reset_streams()
         self.get_logger().info("reset requested: recurrent state and tracks cleared")
         response.success, response.message = True, "recurrent state and tracks cleared"
         return response
 
-    def _reset_stream(self) -> None:
+    def _reset_streams(self) -> None:
         with self._engine_lock:
-            if self._stream is not None:
-                self._stream.reset()
-            self._path = Path()
+            for camera in self._cameras.values():
+                if camera.stream is not None:
+                    camera.stream.reset()
+        for outputs in self._outputs.values():
+            outputs.clear_path()
 
-    # ------------------------------------------------------------------ streaming
+    # ------------------------------------------------------------------ the worker
 
-    def _on_image(self, msg) -> None:
-        dropped = self._slot.put(msg)
-        with self._stats.lock:
-            self._stats.last_image = time.monotonic()
-            self._stats.dropped += int(dropped)
+    def _worker_loop(self, stop: threading.Event) -> None:
+        order = list(self._cameras)
+        while not stop.is_set():
+            for name, msg in self._slots.take(order, timeout=0.1):
+                if stop.is_set():
+                    return
+                self._process_frame(self._cameras[name], msg)
 
-    def _run_worker(self) -> None:
-        while not self._stop.is_set():
-            msg = self._slot.take(timeout=0.1)
-            if msg is None:
-                continue
-            try:
-                self._process(msg)
-            except Exception as exc:  # never let one frame end the stream
-                self._skip(f"frame {conv.stamp_to_seconds(msg.header.stamp):.3f} failed: {exc!r}", error=True)
-
-    def _process(self, msg) -> None:
-        s = self._settings
-        stamp = msg.header.stamp
-        stamp_ns = conv.stamp_to_ns(stamp)
+    def _process_frame(self, camera: Camera, msg) -> None:
+        """One frame, start to end; whatever fails stays inside this frame."""
+        started = time.monotonic()
+        stamp_ns = conv.stamp_to_ns(msg.header.stamp)
         try:
             rgb = conv.compressed_image_to_rgb(msg) if isinstance(msg, CompressedImage) else conv.image_to_rgb(msg)
         except conv.ImageConversionError as exc:
-            self._skip(f"image skipped: {exc}")
-            return
-        with self._engine_lock:
-            stream = self._stream
-            if stream is None:
-                return
-            if stamp_ns == 0:
-                self._warn_once("zero_stamp", "images carry no stamp (0): outputs will too, and the "
-                                "time-going-backwards check is off")
-            stream.engine.max_people = s.max_people  # an output setting: may change while streaming
-            outcome = stream.step(rgb, stamp_ns)
-            if outcome.time_reset:  # a looping bag or a restarted source: a new sequence
-                self._path = Path()
-                self.get_logger().warning(outcome.note)
-                with self._stats.lock:
-                    self._stats.time_resets += 1
-                self._stats.remark(outcome.note, DiagnosticStatus.WARN)
-            result = outcome.result
-            if result is None:
-                self._skip(f"image skipped: {outcome.note}")
-                return
-            camera_pose = conv.matrix_to_pose(result.c2w)
-            conv.append_to_path(self._path, PoseStamped(header=Header(stamp=stamp, frame_id=s.world_frame),
-                                                        pose=camera_pose), s.path_max_length)
-            # a long path is the costliest message after the cloud: copy it only for listeners
-            pubs = self._pubs
-            listened = s.publish_path and "path" in pubs and pubs["path"].get_subscription_count() > 0
-            path = Path(header=self._path.header, poses=list(self._path.poses)) if listened else None
-            faces = stream.engine.faces
-        self._publish(s, result, camera_pose, msg.header, rgb.shape[:2], path, faces)
-        latency = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
-        with self._stats.lock:
-            self._stats.processed += 1
-            self._stats.finish_times.append(time.monotonic())
-            self._stats.latency_s = latency
+            return self._frame_problem(camera, stamp_ns, conversion_problem(exc))
+        except Exception as exc:  # a decoder bug must not end the stream either
+            return self._frame_problem(camera, stamp_ns, FrameProblem("invalid_image", f"{type(exc).__name__}: {exc}"))
+        try:
+            with self._engine_lock:
+                stream = camera.stream
+                if stream is None:
+                    return None  # released meanwhile
+                if stamp_ns == 0:
+                    self._warn_once("zero_stamp", "images carry no stamp (0): outputs will too, and the "
+                                    "time-going-backwards check is off")
+                stream.engine.max_people = self._settings.max_people  # an output setting: may change live
+                outcome = stream.step(rgb, stamp_ns)
+                faces = stream.engine.faces
+        except Exception as exc:
+            problem = engine_problem(exc)
+            if problem.reason == "out_of_memory":
+                self._free_device_cache()
+            return self._frame_problem(camera, stamp_ns, problem)
+        if outcome.time_reset:  # a looping bag or a restarted source: a new sequence
+            camera.counters.on_time_reset()
+            outputs = self._outputs.get(camera.name)
+            if outputs is not None:
+                outputs.clear_path()
+            self._note(WARN, outcome.note)
+        if outcome.result is None:
+            return self._frame_problem(camera, stamp_ns, FrameProblem(outcome.skip_reason, outcome.note))
+        try:
+            outputs = self._outputs.get(camera.name)
+            if outputs is not None:
+                outputs.publish(self._settings, outcome.result, msg.header, rgb.shape[:2], faces, self._warn_once)
+        except Exception as exc:
+            return self._frame_problem(camera, stamp_ns, FrameProblem(
+                "publish_error", f"publishing failed: {type(exc).__name__}: {exc}"))
+        age_s = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
+        camera.counters.on_processed(time.monotonic() - started, age_s)
+        return None
 
-    def _publish(self, s: params.Settings, result, camera_pose: Pose, image_header, input_hw,
-                 path: Optional[Path], faces) -> None:
-        pubs = self._pubs
-        if not pubs:
-            return  # deactivated meanwhile
-        header = Header(stamp=image_header.stamp, frame_id=s.world_frame)
-        people = conv.publishable_people(result)
-        poses = conv.body_poses(people)
-        pubs["humans"].publish(conv.frame_to_human_array(
-            result, people, header, input_hw=input_hw, to_input_pixels=result.to_input_pixels,
-            include_vertices=s.publish_vertices, camera_pose=camera_pose, poses=poses))
-        if s.publish_tf and self._tf is not None:
-            transforms = conv.body_transforms(people, header.stamp, s.world_frame, s.body_frame_prefix, poses)
-            if s.camera_frame == image_header.frame_id:
-                self._warn_once("camera_frame", f"camera_frame '{s.camera_frame}' is the image's own frame, "
-                                "which already has a parent: not publishing it (choose another camera_frame)")
-            else:
-                transforms.insert(0, conv.pose_to_transform(camera_pose, header.stamp, s.world_frame, s.camera_frame))
-            self._tf.send(transforms)
-        if s.publish_cloud and pubs["cloud"].get_subscription_count() > 0:
-            pubs["cloud"].publish(conv.pointmap_to_cloud(
-                result.pts3d_world, conv.frame_colours(result), header, conf=result.conf,
-                conf_threshold=s.cloud_confidence_threshold, stride=s.cloud_decimation,
-                human_mask=result.human_mask if s.cloud_remove_humans else None))
-        if path is not None:
-            pubs["path"].publish(path)
-        if s.publish_markers and pubs["markers"].get_subscription_count() > 0:
-            pubs["markers"].publish(conv.people_markers_cdr(people, header, faces))
-
-    # ------------------------------------------------------------------ reporting
-
-    def _skip(self, reason: str, error: bool = False) -> None:
-        (self.get_logger().error if error else self.get_logger().warning)(reason, throttle_duration_sec=5.0)
-        with self._stats.lock:
-            self._stats.skipped += 1
-            self._stats.last_error = reason
-        self._stats.remark(reason, DiagnosticStatus.ERROR if error else DiagnosticStatus.WARN)
-        self._publish_diagnostics()  # report problems at once, not on the next tick
-
-    def _set_error(self, reason: str) -> None:
-        with self._stats.lock:
-            self._stats.last_error = reason
-
-    def _warn_once(self, key: str, text: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            self.get_logger().warning(text)
-
-    def _publish_diagnostics(self) -> None:
-        publisher = self._diag_pub
-        if publisher is None:
-            return
-        st = self._stats
-        now = time.monotonic()
-        with st.lock:
-            recent = [t for t in st.finish_times if now - t <= RATE_WINDOW_S]
-            rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
-            note, level, st.note = st.note, st.note_level, ""
-            silent_s = now - st.last_image
-            values = {
-                "frame_rate_hz": rate, "latency_s": st.latency_s, "frames_processed": st.processed,
-                "frames_dropped": st.dropped, "frames_skipped": st.skipped, "time_resets": st.time_resets,
-                "last_error": st.last_error,
-            }
-        engine = self._engine
-        device = str(engine.device) if engine is not None else self._settings.device
-        values.update(memory_figures(device))
-        subscription = self._image_sub
-        if note:
-            message = note
-        elif subscription is None:
-            level, message = DiagnosticStatus.OK, "configured, inactive"
-        elif silent_s > NO_IMAGE_WARNING_S:
-            # The usual cause of "no output": wrong topic or a QoS reliability mismatch.
-            level, message = DiagnosticStatus.WARN, (
-                f"no image on {subscription.topic_name} for {silent_s:.0f} s: check the topic remapping and "
-                f"that parameter reliability ({self._settings.reliability}) suits the camera's publisher")
-        else:
-            level, message = DiagnosticStatus.OK, "processing"
-        publisher.publish(conv.diagnostics_message(
-            self.get_clock().now().to_msg(), f"{self.get_name()}: processing", device,
-            level, message, values))
-
-
-def memory_figures(device: str) -> dict:
-    """Device memory for CUDA (allocated / reserved by torch), and this process's resident memory."""
-    figures = {}
-    if device.startswith("cuda") and "torch" in sys.modules:
+    def _free_device_cache(self) -> None:
         import torch
 
         if torch.cuda.is_available():
-            figures["device_memory_allocated_mb"] = torch.cuda.memory_allocated(device) / 2**20
-            figures["device_memory_reserved_mb"] = torch.cuda.memory_reserved(device) / 2**20
-    rss = resident_mb()
-    if rss is not None:
-        figures["host_memory_rss_mb"] = rss
-    return figures
+            torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ reporting
+
+    def _frame_problem(self, camera: Camera, stamp_ns: int, problem: FrameProblem) -> None:
+        where = f"camera {camera.name}: " if camera.name else ""
+        text = f"{where}frame {stamp_ns * 1e-9:.3f} skipped: {problem.text}"
+        camera.counters.on_skipped(problem.reason, text)
+        self._problems.report(FrameProblem(problem.reason, text))
+        self._note(problem.level, text, log=False)
+
+    def _note(self, level: bytes, text: str, log: bool = True) -> None:
+        """Something /diagnostics shows for a while (and at once when it changes the level)."""
+        if log:
+            log_at(self.get_logger(), level, text)
+        with self._events_lock:
+            recent = self._recent_problem
+            if recent is None or level >= recent[1] or time.monotonic() - recent[0] > PROBLEM_HOLD_S:
+                self._recent_problem = (time.monotonic(), level, text)
+        self._diagnostics.level_may_have_changed()
+
+    def _on_camera_event(self) -> None:
+        for camera in self._cameras.values():
+            if camera.qos_problem:
+                self._warn_once(f"qos:{camera.name}", camera.qos_problem, level=ERROR)
+        self._diagnostics.level_may_have_changed()
+
+    def _watch_worker(self) -> None:
+        reason = self._worker.check() if self._active else None
+        if reason:
+            text = f"the worker thread ended ({reason}); restarted it"
+            self.get_logger().error(text)
+            with self._events_lock:
+                self._worker_fault = (time.monotonic(), text)
+            self._diagnostics.level_may_have_changed()
+
+    def _warn_once(self, key: str, text: str, level: bytes = WARN) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log_at(self.get_logger(), level, text)
+
+    def _statuses(self) -> list[DiagnosticStatus]:
+        """The node's status now: what is worst, in order of precedence, and every figure."""
+        now = time.monotonic()
+        engine = self._engine
+        device = str(engine.device) if engine is not None else self._settings.device
+        cameras = list(self._cameras.values())
+        with self._events_lock:
+            recent, fault = self._recent_problem, self._worker_fault
+        qos = [c.qos_problem for c in cameras if c.qos_problem]
+        silent = [c for c in cameras if c.subscribed and c.counters.silent_s() > NO_IMAGE_WARNING_S]
+        if self._configure_error:
+            level, message = ERROR, self._configure_error
+        elif engine is None:
+            level, message = DiagnosticStatus.OK, "unconfigured"
+        elif not self._active:
+            level, message = DiagnosticStatus.OK, "configured, inactive"
+        elif fault is not None and now - fault[0] <= PROBLEM_HOLD_S:
+            level, message = ERROR, fault[1]
+        elif qos:
+            level, message = ERROR, qos[0]
+        elif recent is not None and now - recent[0] <= PROBLEM_HOLD_S:
+            level, message = recent[1], recent[2]
+        elif silent:
+            camera = silent[0]
+            level, message = WARN, (
+                f"no image on {camera.topic_name} for {camera.counters.silent_s():.0f} s: check the topic "
+                "remapping, that the camera publishes, and /diagnostics for a QoS mismatch")
+        else:
+            level, message = DiagnosticStatus.OK, "processing"
+        values = {"state": "active" if self._active else "configured" if engine is not None else "unconfigured"}
+        if len(cameras) == 1:
+            values.update(cameras[0].counters.figures())
+        values["worker_restarts"] = self._worker.restarts
+        values.update(memory_figures(device))
+        name = self.get_fully_qualified_name()
+        statuses = [conv.diagnostic_status(name, device, level, message, values)]
+        if len(cameras) > 1:
+            statuses += [conv.diagnostic_status(f"{name}: {c.name}", device, DiagnosticStatus.OK,
+                                                c.topic_name, c.counters.figures()) for c in cameras]
+        return statuses
 
 
 def main(args=None) -> int:
     # before rclpy starts its threads, so that every thread shares the one tuned heap
     keep_freed_memory()
-    rclpy.init(args=args)
+    rclpy.init(args=args)  # SIGINT and SIGTERM shut the context down, which ends spin() below
     try:
         node = Human3RNode()
     except Exception as exc:  # bad parameter overrides: say why and exit non-zero
@@ -509,8 +431,12 @@ def main(args=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node._stop_streaming()
-        executor.shutdown()
+        # the lifecycle's shutdown transition; a frame in flight is not waited for past SHUTDOWN_WAIT_S
+        try:
+            node.trigger_shutdown()
+        except Exception:  # noqa: BLE001 - the context may be gone already: release directly
+            node.on_shutdown(None)
+        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -1,0 +1,113 @@
+"""The node's outputs for one stream of frames: HumanArray, scene cloud, camera path, markers and
+TF. Messages are built by human3r_ros.ros.conversions; this only owns publishers and the path."""
+
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Path
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import PointCloud2
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from human3r_msgs.msg import HumanArray
+from human3r_ros.ros import conversions as conv
+
+OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)  # reliable: every subscriber can match
+
+
+class TfSender:
+    """/tf through tf2_ros when installed, else a plain tf2_msgs/TFMessage publisher (same wire)."""
+
+    def __init__(self, node) -> None:
+        try:
+            from tf2_ros import TransformBroadcaster
+        except ImportError:
+            from tf2_msgs.msg import TFMessage  # raises ImportError when neither exists
+
+            self._message = TFMessage
+            self._publisher = node.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
+            self._broadcaster = None
+        else:
+            self._broadcaster = TransformBroadcaster(node)
+            self._publisher = self._broadcaster.pub_tf
+
+    def send(self, transforms) -> None:
+        if not transforms:
+            return
+        if self._broadcaster is not None:
+            self._broadcaster.sendTransform(transforms)
+        else:
+            self._publisher.publish(self._message(transforms=transforms))
+
+    def close(self, node) -> None:
+        node.destroy_publisher(self._publisher)
+
+
+class StreamOutputs:
+    """Publishers under `prefix` (e.g. "~/" or "~/front/") and the camera path they publish."""
+
+    def __init__(self, node, prefix: str, tf: Optional[TfSender]) -> None:
+        self._node = node
+        self.tf = tf
+        self._lock = threading.Lock()  # the path: appended by the worker, cleared by ~/reset
+        self._path = Path()
+        self.pubs = {
+            "humans": node.create_publisher(HumanArray, prefix + "humans", OUTPUT_QOS),
+            "cloud": node.create_publisher(PointCloud2, prefix + "scene/points", OUTPUT_QOS),
+            "path": node.create_publisher(Path, prefix + "camera_path", OUTPUT_QOS),
+            "markers": node.create_publisher(MarkerArray, prefix + "markers", OUTPUT_QOS),
+        }
+
+    def close(self) -> None:
+        for publisher in self.pubs.values():
+            self._node.destroy_publisher(publisher)
+        self.pubs = {}
+
+    def clear_path(self) -> None:
+        with self._lock:
+            self._path = Path()
+
+    def listened(self, key: str) -> bool:
+        publisher = self.pubs.get(key)
+        return publisher is not None and publisher.get_subscription_count() > 0
+
+    def publish(self, s, result, image_header, input_hw, faces, warn_once) -> None:
+        """Everything one processed frame yields, stamped with the image's stamp. `s`: the node's
+        settings snapshot; `warn_once(key, text)`: the node's one-time warnings."""
+        pubs = self.pubs
+        if not pubs:
+            return  # deactivated meanwhile
+        header = Header(stamp=image_header.stamp, frame_id=s.world_frame)
+        camera_pose = conv.matrix_to_pose(result.c2w)
+        with self._lock:
+            conv.append_to_path(self._path, PoseStamped(header=header, pose=camera_pose), s.path_max_length)
+            # a long path is the costliest message after the cloud: copy it only for listeners
+            path = (Path(header=self._path.header, poses=list(self._path.poses))
+                    if s.publish_path and self.listened("path") else None)
+        people = conv.publishable_people(result)
+        poses = conv.body_poses(people)
+        pubs["humans"].publish(conv.frame_to_human_array(
+            result, people, header, input_hw=input_hw, to_input_pixels=result.to_input_pixels,
+            include_vertices=s.publish_vertices, camera_pose=camera_pose, poses=poses))
+        if s.publish_tf and self.tf is not None:
+            transforms = conv.body_transforms(people, header.stamp, s.world_frame, s.body_frame_prefix, poses)
+            if s.camera_frame == image_header.frame_id:
+                warn_once("camera_frame", f"camera_frame '{s.camera_frame}' is the image's own frame, which "
+                          "already has a parent: not publishing it (choose another camera_frame)")
+            else:
+                transforms.insert(0, conv.pose_to_transform(camera_pose, header.stamp, s.world_frame,
+                                                            s.camera_frame))
+            self.tf.send(transforms)
+        if s.publish_cloud and self.listened("cloud"):
+            pubs["cloud"].publish(conv.pointmap_to_cloud(
+                result.pts3d_world, conv.frame_colours(result), header, conf=result.conf,
+                conf_threshold=s.cloud_confidence_threshold, stride=s.cloud_decimation,
+                human_mask=result.human_mask if s.cloud_remove_humans else None))
+        if path is not None:
+            pubs["path"].publish(path)
+        if s.publish_markers and self.listened("markers"):
+            pubs["markers"].publish(conv.people_markers_cdr(people, header, faces))

@@ -13,6 +13,7 @@ from ros_helpers import REFERENCE_FILES, Harness, stamp, wait_until
 from hri_msgs.msg import IdsList, NormalizedRegionOfInterest2D, Skeleton2D  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.validate_topic_name import validate_topic_name  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from human3r_ros.engine.body_model import BodyModel  # noqa: E402
@@ -152,6 +153,13 @@ def test_normalised_rois_span_the_input_image():
         hri_arrays.normalised_rois(whole, (0, 10))
 
 
+def test_roi_pixel_box_covers_the_roi_with_whole_pixels():
+    assert hri_arrays.roi_pixel_box([0.25, 0.25, 0.75, 0.5], (80, 40)) == (10, 20, 30, 40)
+    assert hri_arrays.roi_pixel_box([0.26, 0.2, 0.74, 0.51], (80, 40)) == (10, 16, 30, 41)
+    assert hri_arrays.roi_pixel_box([1.0, 1.0, 1.0, 1.0], (80, 40)) == (39, 79, 40, 80)  # never empty
+    assert hri_arrays.roi_pixel_box([0.0, 0.0, 1.0, 1.0], (80, 40)) == (0, 0, 40, 80)
+
+
 def test_reference_frame_rois_agree_with_human_array(reference_dir):
     """On the engine's reference outputs (4 people, input 101 x 78 cropped to 64 x 48): the
     normalised ROI is HumanArray's pixel ROI (which rounds outwards to whole pixels) and holds
@@ -222,7 +230,9 @@ def test_publishers_follow_tracked_bodies(harness, body_model):
     tracked = harness.collect(IdsList, hri.TRACKED_TOPIC)
     rois = harness.collect(NormalizedRegionOfInterest2D, "/humans/bodies/tst1/roi")
     skeletons = harness.collect(Skeleton2D, "/humans/bodies/tst1/skeleton2d")
+    crops = harness.collect(Image, "/humans/bodies/tst1/cropped")
     image_header = Header(stamp=stamp(5.5), frame_id="camera_optical")
+    rgb = np.random.default_rng(3).integers(0, 256, size=INPUT_HW + (3,), dtype=np.uint8)
     both = synthetic_frame(body_model, [[-0.5, -0.5, 3.0], [0.5, -0.5, 3.0]], [0.9, 0.6], [0, 1])
     client = harness.client
 
@@ -234,11 +244,11 @@ def test_publishers_follow_tracked_bodies(harness, body_model):
                10, "per-body publishers")
 
     def received():  # frames keep coming while the subscriptions match the new publishers
-        publishers.publish(both, both.people, image_header, INPUT_HW)
+        publishers.publish(both, both.people, image_header, INPUT_HW, image=rgb)
         return all(harness.snapshot(t) for t in (hri.TRACKED_TOPIC, "/humans/bodies/tst1/roi",
-                                                 "/humans/bodies/tst1/skeleton2d"))
+                                                 "/humans/bodies/tst1/skeleton2d", "/humans/bodies/tst1/cropped"))
 
-    wait_until(received, 10, "tracked, roi and skeleton", period=0.1)
+    wait_until(received, 10, "tracked, roi, skeleton and cropped", period=0.1)
     got = harness.snapshot(hri.TRACKED_TOPIC)[-1]
     assert got.ids == ["tst0", "tst1"] and got.header == image_header
     roi = harness.snapshot("/humans/bodies/tst1/roi")[-1]
@@ -246,6 +256,13 @@ def test_publishers_follow_tracked_bodies(harness, body_model):
     assert roi.header == image_header and roi.c == pytest.approx(0.6, abs=1e-6)
     assert 0.5 < (roi.xmin + roi.xmax) / 2 and roi.xmin < roi.xmax <= 1
     assert len(harness.snapshot("/humans/bodies/tst1/skeleton2d")[-1].skeleton) == 18
+    crop = harness.snapshot("/humans/bodies/tst1/cropped")[-1]
+    x0, y0, x1, y1 = hri_arrays.roi_pixel_box([roi.xmin, roi.ymin, roi.xmax, roi.ymax], INPUT_HW)
+    assert crop.header == image_header and crop.encoding == "rgb8" and (crop.height, crop.width) == (y1 - y0, x1 - x0)
+    np.testing.assert_array_equal(np.frombuffer(bytes(crop.data), np.uint8).reshape(crop.height, crop.width, 3),
+                                  rgb[y0:y1, x0:x1])
+    with pytest.raises(ValueError, match="input_hw"):
+        publishers.publish(both, both.people, image_header, INPUT_HW, image=rgb[:50])
 
     # only body 0 from now on: body 1 keeps its publishers within the timeout, loses them after
     alone = synthetic_frame(body_model, [[-0.5, -0.5, 3.0]], [0.9], [0])

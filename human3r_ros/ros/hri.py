@@ -1,10 +1,11 @@
 """REP-155 (ROS4HRI) body topics: hri_msgs messages and the per-body publishers.
 
 Per processed frame: /humans/bodies/tracked (hri_msgs/IdsList) lists the bodies seen in it;
-per tracked body, /humans/bodies/<id>/roi (NormalizedRegionOfInterest2D) and, with a body
-model, /humans/bodies/<id>/skeleton2d (Skeleton2D). Every message carries the source image's
-header (stamp and camera frame): the ROI and skeleton are fractions of that image. The arrays
-come from the ROS-free human3r_ros.ros.hri_arrays.
+per tracked body, /humans/bodies/<id>/roi (NormalizedRegionOfInterest2D), /cropped
+(sensor_msgs/Image, the ROI's pixels, built only while subscribed) and, with a body model,
+/skeleton2d (Skeleton2D). Every message carries the source image's header (stamp and camera
+frame): the ROI and skeleton are fractions of that image. The arrays come from the ROS-free
+human3r_ros.ros.hri_arrays.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from hri_msgs.msg import IdsList, NormalizedRegionOfInterest2D, Skeleton2D
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from human3r_ros.ros.hri_arrays import BodyIds, frame_hri_arrays
+from human3r_ros.ros.conversions import array_to_image, stamp_to_ns
+from human3r_ros.ros.hri_arrays import BodyIds, frame_hri_arrays, roi_pixel_box
 
 BODIES_NAMESPACE = "/humans/bodies"
 TRACKED_TOPIC = f"{BODIES_NAMESPACE}/tracked"
@@ -92,10 +95,15 @@ class HriBodyPublishers:
             return sorted(self._bodies)
 
     def publish(self, result, people: Sequence, image_header: Header, input_hw: tuple[int, int],
-                boxes: Optional[np.ndarray] = None) -> list[str]:
-        """One processed frame: its people's roi and skeleton2d, then the tracked list (also
-        when nobody is seen). `image_header`: the input image's; `input_hw`: its (height, width);
-        `boxes`: people_boxes_model_px(result, people) when the caller has them. Returns the ids."""
+                boxes: Optional[np.ndarray] = None, image: Optional[np.ndarray] = None) -> list[str]:
+        """One processed frame: its people's roi, cropped and skeleton2d, then the tracked list
+        (also when nobody is seen). `image_header`: the input image's; `input_hw`: its (height,
+        width); `boxes`: people_boxes_model_px(result, people) when the caller has them;
+        `image`: the input image (H x W x 3 uint8 RGB) for /cropped (none without it).
+        Returns the ids."""
+        if image is not None and tuple(np.shape(image)[:2]) != tuple(input_hw):
+            raise ValueError(f"image is {np.shape(image)[0]}x{np.shape(image)[1]} but input_hw is "
+                             f"{input_hw[0]}x{input_hw[1]}: give the input image the ROIs refer to")
         rois, skeletons = frame_hri_arrays(result, people, input_hw, boxes)
         header = Header(stamp=image_header.stamp, frame_id=image_header.frame_id)
         ids = [self.body_ids(p.track_id) for p in people]
@@ -107,6 +115,12 @@ class HriBodyPublishers:
                 body = self._bodies.setdefault(body_id, {})
                 body["seen"] = now
                 self._publisher(body_id, "roi").publish(roi_message(rois[i], person.score, header))
+                if image is not None:
+                    cropped = self._publisher(body_id, "cropped")
+                    if cropped.get_subscription_count() > 0:  # a copy of pixels: only for listeners
+                        x0, y0, x1, y1 = roi_pixel_box(rois[i], input_hw)
+                        cropped.publish(array_to_image(image[y0:y1, x0:x1], stamp_to_ns(header.stamp),
+                                                       header.frame_id))
                 if skeletons is not None:  # only with a body model: no silent skeleton2d topics
                     self._publisher(body_id, "skeleton2d").publish(skeleton_message(skeletons[i], header))
             self._tracked.publish(ids_message(ids, header))
@@ -129,7 +143,7 @@ class HriBodyPublishers:
 
     # the callers hold the lock
 
-    _TOPIC_TYPES = {"roi": NormalizedRegionOfInterest2D, "skeleton2d": Skeleton2D}
+    _TOPIC_TYPES = {"roi": NormalizedRegionOfInterest2D, "cropped": Image, "skeleton2d": Skeleton2D}
 
     def _publisher(self, body_id: str, name: str):
         body = self._bodies[body_id]

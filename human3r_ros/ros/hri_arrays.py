@@ -102,3 +102,13 @@ def frame_hri_arrays(result, people: Sequence, input_hw: tuple[int, int],
     skeletons = skeletons_2d(np.stack([p.joints_cam for p in people]), result.intrinsics, input_hw,
                              [p.score for p in people], result.to_input_pixels)
     return rois, skeletons
+
+
+def roi_pixel_box(roi: np.ndarray, input_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A normalised ROI (xmin, ymin, xmax, ymax) -> the whole input-image pixels it touches,
+    (x0, y0, x1, y1) with x1, y1 exclusive: at least one pixel, inside the image."""
+    h, w = _check_hw(input_hw)
+    xmin, ymin, xmax, ymax = np.clip(np.asarray(roi, dtype=np.float64).reshape(4), 0.0, 1.0).tolist()
+    x0, y0 = min(int(np.floor(xmin * w)), w - 1), min(int(np.floor(ymin * h)), h - 1)
+    x1, y1 = max(int(np.ceil(xmax * w)), x0 + 1), max(int(np.ceil(ymax * h)), y0 + 1)
+    return x0, y0, x1, y1

@@ -294,6 +294,32 @@ def test_publishers_follow_tracked_bodies(harness, body_model):
     assert count("/humans/bodies/tst0/roi") == 0
 
 
+def test_cameras_share_the_tracked_list(harness, body_model):
+    node = Node("hri_test_cameras", context=harness.context)
+    harness.add_node(node)
+    now = [0.0]
+    publishers = hri.HriBodyPublishers(node, timeout_s=1.0, clock=lambda: now[0])
+    tracked = harness.collect(IdsList, hri.TRACKED_TOPIC)
+    frame = synthetic_frame(body_model, [[0.0, -0.5, 3.0]], [0.8], [0], with_body=False)
+    header = Header(stamp=stamp(2.0), frame_id="front_optical")
+    front = publishers.publish(frame, frame.people, header, INPUT_HW, camera="front")
+    back = publishers.publish(frame, frame.people, header, INPUT_HW, camera="back")
+    assert front != back  # track 0 of each camera is a different body
+    assert front == [publishers.body_id(0, "front")] and back == [publishers.body_id(0, "back")]
+
+    def last_tracked(expected):
+        def check():
+            publishers.publish(frame, frame.people, header, INPUT_HW, camera="front")
+            return tracked and tracked[-1].ids == expected
+        return check
+
+    wait_until(last_tracked(front + back), 10, "both cameras' bodies in the tracked list", period=0.1)
+    now[0] += 1.5  # the back camera stopped
+    wait_until(last_tracked(front), 10, "the silent camera's bodies gone", period=0.1)
+    assert publishers.bodies == front
+    publishers.close()
+
+
 def test_no_skeleton_topic_without_a_body_model(harness, body_model):
     node = Node("hri_test_no_body", context=harness.context)
     harness.add_node(node)

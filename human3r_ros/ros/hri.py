@@ -63,10 +63,14 @@ class HriBodyPublishers:
     """The REP-155 body topics of one node.
 
     publish() sends /humans/bodies/tracked for every processed frame and each tracked body's
-    roi (and skeleton2d); a body's publishers are created when it is first seen and destroyed
-    once it has not been tracked for `timeout_s` seconds (checked at each publish() and
-    expire()). close() destroys them all. Thread-safe (the node's worker publishes while
-    lifecycle callbacks may close)."""
+    roi, cropped (and skeleton2d); a body's publishers are created when it is first seen and
+    destroyed once it has not been tracked for `timeout_s` seconds (checked at each publish()
+    and expire()). close() destroys them all. Thread-safe (the node's worker publishes while
+    lifecycle callbacks may close).
+
+    Several cameras (each with its own tracker) share one manager: each names its bodies with
+    its own BodyIds, and the tracked list holds every camera's latest bodies (a camera silent
+    for `timeout_s` drops out of it). `body_ids`: the namer of the default camera ""."""
 
     def __init__(self, node, timeout_s: float = 5.0, body_ids: Optional[BodyIds] = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -74,19 +78,26 @@ class HriBodyPublishers:
             raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
         self._node = node
         self.timeout_s = float(timeout_s)
-        self.body_ids = body_ids or BodyIds()
+        self._namers = {"": body_ids or BodyIds()}  # camera -> its BodyIds
         self._clock = clock
         self._lock = threading.Lock()
         self._tracked = node.create_publisher(IdsList, TRACKED_TOPIC, HRI_QOS)
         self._bodies: dict[str, dict] = {}  # id -> {"seen": clock time, topic name -> publisher}
+        self._latest: dict[str, tuple[float, list[str]]] = {}  # camera -> (clock time, its last ids)
 
-    def body_id(self, track_id: int) -> str:
-        """The REP-155 id of a tracker id (also the suffix of its body_<id> TF frame)."""
-        return self.body_ids(track_id)
+    def _namer(self, camera: str) -> BodyIds:
+        namer = self._namers.get(camera)
+        if namer is None:
+            namer = self._namers[camera] = BodyIds()
+        return namer
 
-    def new_sequence(self) -> None:
-        """The tracker was reset (ids start again from 0): name the next bodies afresh."""
-        self.body_ids.new_sequence()
+    def body_id(self, track_id: int, camera: str = "") -> str:
+        """The REP-155 id of a camera's tracker id (also the suffix of its body_<id> TF frame)."""
+        return self._namer(camera)(track_id)
+
+    def new_sequence(self, camera: str = "") -> None:
+        """The camera's tracker was reset (ids start again from 0): name its next bodies afresh."""
+        self._namer(camera).new_sequence()
 
     @property
     def bodies(self) -> list[str]:
@@ -95,22 +106,25 @@ class HriBodyPublishers:
             return sorted(self._bodies)
 
     def publish(self, result, people: Sequence, image_header: Header, input_hw: tuple[int, int],
-                boxes: Optional[np.ndarray] = None, image: Optional[np.ndarray] = None) -> list[str]:
-        """One processed frame: its people's roi, cropped and skeleton2d, then the tracked list
-        (also when nobody is seen). `image_header`: the input image's; `input_hw`: its (height,
-        width); `boxes`: people_boxes_model_px(result, people) when the caller has them;
-        `image`: the input image (H x W x 3 uint8 RGB) for /cropped (none without it).
-        Returns the ids."""
+                boxes: Optional[np.ndarray] = None, image: Optional[np.ndarray] = None,
+                camera: str = "") -> list[str]:
+        """One processed frame of `camera`: its people's roi, cropped and skeleton2d, then the
+        tracked list (also when nobody is seen). `image_header`: the input image's; `input_hw`:
+        its (height, width); `boxes`: people_boxes_model_px(result, people) when the caller has
+        them; `image`: the input image (H x W x 3 uint8 RGB) for /cropped (none without it).
+        Returns this frame's ids."""
         if image is not None and tuple(np.shape(image)[:2]) != tuple(input_hw):
             raise ValueError(f"image is {np.shape(image)[0]}x{np.shape(image)[1]} but input_hw is "
                              f"{input_hw[0]}x{input_hw[1]}: give the input image the ROIs refer to")
         rois, skeletons = frame_hri_arrays(result, people, input_hw, boxes)
         header = Header(stamp=image_header.stamp, frame_id=image_header.frame_id)
-        ids = [self.body_ids(p.track_id) for p in people]
+        namer = self._namer(camera)
+        ids = [namer(p.track_id) for p in people]
         with self._lock:
             if self._tracked is None:
                 return ids  # closed meanwhile
             now = self._clock()
+            self._latest[camera] = (now, ids)
             for i, (body_id, person) in enumerate(zip(ids, people)):
                 body = self._bodies.setdefault(body_id, {})
                 body["seen"] = now
@@ -123,8 +137,8 @@ class HriBodyPublishers:
                                                        header.frame_id))
                 if skeletons is not None:  # only with a body model: no silent skeleton2d topics
                     self._publisher(body_id, "skeleton2d").publish(skeleton_message(skeletons[i], header))
-            self._tracked.publish(ids_message(ids, header))
             self._expire(now)
+            self._tracked.publish(ids_message([i for _, cam_ids in self._latest.values() for i in cam_ids], header))
         return ids
 
     def expire(self) -> None:
@@ -158,5 +172,7 @@ class HriBodyPublishers:
                 self._node.destroy_publisher(body[name])
 
     def _expire(self, now: float) -> None:
+        for camera in [c for c, (seen, _) in self._latest.items() if now - seen > self.timeout_s]:
+            del self._latest[camera]
         for body_id in [b for b, body in self._bodies.items() if now - body["seen"] > self.timeout_s]:
             self._drop(body_id)

@@ -66,6 +66,7 @@ class Scene:
     walkers: list[Walker]
     rig_motion: float = 0.0  # rig translation per frame along x (m) and yaw per frame (rad) scale
     position_noise: float = 0.05
+    depth_noise: float = 0.0  # extra relative noise along each camera's viewing ray
     pose_noise: float = 0.05
     seed: int = 0
     truth: dict[tuple[str, int], int] = field(default_factory=dict)  # (camera, track) -> walker
@@ -89,16 +90,16 @@ class Scene:
     def frame_set(self, frame: int) -> dict[str, FrameResult]:
         """Every camera's FrameResult at ``frame`` (cameras that see nobody included)."""
         rig = self.rig_pose(frame)
+        heads = np.stack([walker.head(frame) for walker in self.walkers])
         results = {}
         for camera in self.cameras:
             camera_world = self.rig_pose(0) @ camera.extrinsics  # its first optical frame
             camera_pose = rig @ camera.extrinsics  # optical frame now, in the rig world
             c2w = np.linalg.inv(camera_world) @ camera_pose
             c2w[:3, 3] /= camera.scale
-            people = []
-            for w, walker in enumerate(self.walkers):
-                head_world = walker.head(frame)
-                head_cam = np.linalg.inv(camera_pose)[:3] @ np.append(head_world, 1.0)
+            heads_cam = (heads - camera_pose[:3, 3]) @ camera_pose[:3, :3]
+            seen = []
+            for w, head_cam in enumerate(heads_cam):
                 if not self.visible(camera, head_cam):
                     camera.tracks.pop(w, None)  # out of view: the tracker loses the person
                     continue
@@ -106,41 +107,46 @@ class Scene:
                     camera.tracks[w] = camera.next_track
                     self.truth[(camera.name, camera.next_track)] = w
                     camera.next_track += 1
-                people.append(self._person(camera, camera_pose, c2w, walker, head_cam, camera.tracks[w]))
+                seen.append(w)
             results[camera.name] = FrameResult(
                 index=frame, stamp=frame / 30.0, c2w=c2w.astype(np.float32), intrinsics=np.eye(3, dtype=np.float32),
                 pts3d_world=np.zeros((1, 1, 3), np.float32), conf=np.ones((1, 1), np.float32),
                 depth=np.ones((1, 1), np.float32), human_mask=np.zeros((1, 1), np.float32),
-                det_scores=np.zeros((1, 1), np.float32), people=people)
+                det_scores=np.zeros((1, 1), np.float32), people=self._people(camera, camera_pose, c2w, seen, heads_cam))
         return results
 
-    def _person(self, camera, camera_pose, c2w, walker, head_cam, track_id) -> Person:
-        rng = self.rng
-        head_cam = (head_cam + rng.normal(0.0, self.position_noise, 3)) / camera.scale
-        body_world = Rotation.from_euler("z", walker.yaw)
-        orient_cam = Rotation.from_matrix(camera_pose[:3, :3].T) * body_world
-        orient_cam = Rotation.from_rotvec(rng.normal(0.0, self.pose_noise, 3)) * orient_cam
-        orient_world = Rotation.from_matrix(c2w[:3, :3]) * orient_cam
-
-        def noisy(rotvecs):
-            return (Rotation.from_rotvec(rng.normal(0.0, self.pose_noise, rotvecs.shape).reshape(-1, 3))
-                    * Rotation.from_rotvec(rotvecs.reshape(-1, 3))).as_rotvec().reshape(rotvecs.shape).astype(np.float32)
-
-        head_world = c2w[:3, :3] @ head_cam + c2w[:3, 3]
-        T_cam_head = np.eye(4, dtype=np.float32)
-        T_cam_head[:3, :3], T_cam_head[:3, 3] = orient_cam.as_matrix(), head_cam
-        return Person(
-            track_id=track_id, score=float(rng.uniform(0.6, 1.0)),
-            global_orient=orient_cam.as_rotvec().astype(np.float32),
-            global_orient_world=orient_world.as_rotvec().astype(np.float32),
-            body_pose=noisy(walker.body_pose),
-            left_hand_pose=noisy(np.zeros((HAND_JOINTS, 3))), right_hand_pose=noisy(np.zeros((HAND_JOINTS, 3))),
-            jaw_pose=noisy(np.zeros(3)),
-            betas=(walker.betas + rng.normal(0.0, 0.05, 10)).astype(np.float32),
+    def _people(self, camera, camera_pose, c2w, seen, heads_cam) -> list[Person]:
+        """What the camera's engine reports for the walkers ``seen``, all noise drawn at once."""
+        rng, n = self.rng, len(seen)
+        if n == 0:
+            return []
+        heads_cam = heads_cam[seen]
+        heads_cam = heads_cam * (1.0 + rng.normal(0.0, self.depth_noise, (n, 1))) + rng.normal(0.0, self.position_noise, (n, 3))
+        heads_cam = heads_cam / camera.scale
+        bodies_world = Rotation.from_euler("z", [[self.walkers[w].yaw] for w in seen])
+        orients_cam = (Rotation.from_rotvec(rng.normal(0.0, self.pose_noise, (n, 3)))
+                       * Rotation.from_matrix(camera_pose[:3, :3].T) * bodies_world)
+        orients_world = Rotation.from_matrix(c2w[:3, :3]) * orients_cam
+        joints = np.zeros((n, BODY_JOINTS + 2 * HAND_JOINTS + 1, 3))
+        joints[:, :BODY_JOINTS] = [self.walkers[w].body_pose for w in seen]
+        joints = (Rotation.from_rotvec(rng.normal(0.0, self.pose_noise, (n * len(joints[0]), 3)))
+                  * Rotation.from_rotvec(joints.reshape(-1, 3))).as_rotvec().reshape(joints.shape).astype(np.float32)
+        T_cam_head = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
+        T_cam_head[:, :3, :3], T_cam_head[:, :3, 3] = orients_cam.as_matrix(), heads_cam
+        T_world_head = (c2w @ T_cam_head).astype(np.float32)
+        orients_cam, orients_world = orients_cam.as_rotvec().astype(np.float32), orients_world.as_rotvec().astype(np.float32)
+        hands = BODY_JOINTS + HAND_JOINTS
+        return [Person(
+            track_id=camera.tracks[w], score=float(rng.uniform(0.6, 1.0)),
+            global_orient=orients_cam[i], global_orient_world=orients_world[i],
+            body_pose=joints[i, :BODY_JOINTS], left_hand_pose=joints[i, BODY_JOINTS:hands],
+            right_hand_pose=joints[i, hands:-1], jaw_pose=joints[i, -1],
+            betas=(self.walkers[w].betas + rng.normal(0.0, 0.05, 10)).astype(np.float32),
             expression=rng.normal(0.0, 0.05, 10).astype(np.float32),
-            head_position_cam=head_cam.astype(np.float32), head_position_world=head_world.astype(np.float32),
-            T_cam_head=T_cam_head, T_world_head=(c2w @ T_cam_head).astype(np.float32),
+            head_position_cam=heads_cam[i].astype(np.float32), head_position_world=T_world_head[i, :3, 3],
+            T_cam_head=T_cam_head[i], T_world_head=T_world_head[i],
             image_location=np.zeros(2, np.float32), detection_cell=np.zeros(2, np.int64))
+            for i, w in enumerate(seen)]
 
 
 def random_walkers(rng, count: int, centre=(0.0, 0.0), spacing: float = 1.2, speed: float = 0.01) -> list[Walker]:
@@ -157,6 +163,16 @@ def random_walkers(rng, count: int, centre=(0.0, 0.0), spacing: float = 1.2, spe
                               body_pose=rng.normal(0.0, 0.4, (BODY_JOINTS, 3)), betas=rng.normal(0.0, 1.0, 10),
                               wobble=0.2))
     return walkers
+
+
+def row_of_cameras(count: int, spacing: float = 3.0, half_fov_deg: float = 25.0) -> list[Camera]:
+    """``count`` cameras on a line along x (1.5 m high), all looking along +y with narrow
+    views, so people walking along x leave one camera's view for the next one's."""
+    cameras = []
+    for k in range(count):
+        x = spacing * (k - (count - 1) / 2)
+        cameras.append(Camera(f"cam{k}", look_at([x, 0.0, 1.5], [x, 10.0, 1.5]), half_fov=np.deg2rad(half_fov_deg)))
+    return cameras
 
 
 def ring_of_cameras(count: int, radius: float = 4.0, scales=None, spread_deg: float = 150.0) -> list[Camera]:

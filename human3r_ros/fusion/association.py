@@ -76,7 +76,10 @@ def associate_views(positions: Sequence[np.ndarray], poses: Sequence[np.ndarray]
     groups: list[list[tuple[int, int]]] = []
     for view, (view_positions, view_poses) in enumerate(zip(positions, poses)):
         view_positions = np.asarray(view_positions, dtype=np.float64).reshape(-1, 3)
-        view_poses = np.asarray(view_poses, dtype=np.float64).reshape(len(view_positions), -1, 4)
+        view_poses = np.asarray(view_poses, dtype=np.float64)
+        if view_poses.ndim != 3 or len(view_poses) != len(view_positions):
+            raise ValueError(f"view {view}: {len(view_positions)} positions need poses of shape "
+                             f"({len(view_positions)}, joints, 4), got {view_poses.shape}")
         costs = np.zeros((len(groups), len(view_positions)))
         for g, members in enumerate(groups):
             member_positions = np.stack([np.asarray(positions[v][i], dtype=np.float64) for v, i in members])

@@ -3,8 +3,9 @@
 For each frame set (one FrameResult per camera, taken at about the same time):
   1. every detection's head is placed in the rig frame with its camera's scale;
   2. detections are grouped across cameras (position + canonical pose cost, Hungarian, gate);
-  3. each group's head is triangulated from the head rays (single view or near-parallel rays:
-     weighted mean of the placed heads), orientations and SMPL-X parameters are averaged;
+  3. each group's head is triangulated from the head rays, each view's own depth a weak prior
+     (so one view, or near-parallel rays, still give a point); orientations and SMPL-X
+     parameters are averaged;
   4. the rig pose (rig frame -> rig world) takes the result to the rig world;
   5. groups get global ids; well-conditioned groups add scale samples for the next frame sets.
 """
@@ -24,7 +25,7 @@ from human3r_ros.fusion.identities import GlobalIds
 from human3r_ros.fusion.people import FusedFrame, FusedPerson, PersonView
 from human3r_ros.fusion.rig import Rig
 from human3r_ros.fusion.scale import RunningScale
-from human3r_ros.fusion.triangulation import closest_point_to_rays, max_ray_angle
+from human3r_ros.fusion.triangulation import closest_point_to_rays, fuse_points_on_rays, max_ray_angle
 
 BODY_JOINTS = 21  # the first rows of joint_rotations: the canonical pose of association
 
@@ -33,23 +34,27 @@ class Fuser:
     """Fuses the people of several cameras, one frame set per :meth:`fuse` call.
 
     rig: the cameras' extrinsics. gate: largest association cost of a pair (cost units:
-      0.8 per metre + 0.2 per radian of pose distance). min_ray_angle_deg: head rays closer
-      to parallel than this are averaged, not triangulated. scale_ray_angle_deg: smallest
-      ray angle of a group that gives scale samples (depth along narrow rays is uncertain).
+      0.8 per metre + 0.2 per radian of pose distance). depth_weight: weight of each view's
+      depth against its ray direction in the head position, (sigma_across / sigma_along)^2
+      (0: pure ray triangulation, 1: mean of the views' heads), see fuse_points_on_rays.
+      scale_ray_angle_deg: smallest angle between a group's head rays for scale samples
+      (the triangulated depth along narrow rays is uncertain).
     estimate_scale: False keeps ``initial_scales`` (default 1) for good.
     scale_window, scale_min_samples: see :class:`RunningScale`.
     reidentify_distance, forget_after: see :class:`GlobalIds`.
     """
 
-    def __init__(self, rig: Rig, *, gate: float = 0.6, min_ray_angle_deg: float = 2.0,
+    def __init__(self, rig: Rig, *, gate: float = 0.6, depth_weight: float = 0.1,
                  scale_ray_angle_deg: float = 10.0, estimate_scale: bool = True,
                  initial_scales: Optional[Mapping[str, float]] = None, scale_window: int = 300,
                  scale_min_samples: int = 10, reidentify_distance: float = 0.5, forget_after: int = 90):
         if gate <= 0:
             raise ValueError(f"gate must be > 0, got {gate}")
+        if not 0 <= depth_weight <= 1:
+            raise ValueError(f"depth_weight must lie in [0, 1], got {depth_weight}")
         self.rig = rig
         self.gate = gate
-        self.min_ray_angle = np.deg2rad(min_ray_angle_deg)
+        self.depth_weight = depth_weight
         self.scale_ray_angle = np.deg2rad(scale_ray_angle_deg)
         self.estimate_scale = estimate_scale
         initial_scales = dict(initial_scales or {})
@@ -116,14 +121,16 @@ class Fuser:
         means = mean_rotation(padded.swapaxes(1, 2), padded_weights[:, None, :])
         orient_rig = Rotation.from_quat(means[:, 0])
         orient_world = Rotation.from_matrix(rig_pose[:3, :3]) * orient_rig
+        orient_rig, orient_world, orient_world_matrix = (
+            orient_rig.as_rotvec(), orient_world.as_rotvec(), orient_world.as_matrix())
         joint_rotvecs = Rotation.from_quat(means[:, 1:].reshape(-1, 4)).as_rotvec().reshape(len(groups), -1, 3)
 
         for g, rows in enumerate(groups):
-            head_rig, triangulated = heads[g]
-            if triangulated:
-                self._add_scale_samples(rows, detections, heads_rig, head_rig)
-            fused.people.append(self._person(rows, detections, heads_rig, head_rig, triangulated, weights[g],
-                                             rig_pose, orient_rig[g], orient_world[g], joint_rotvecs[g], scales))
+            if len(rows) > 1:
+                self._add_scale_samples(rows, detections, heads_rig)
+            fused.people.append(self._person(rows, detections, heads_rig, heads[g], weights[g],
+                                             rig_pose, orient_rig[g], orient_world[g], orient_world_matrix[g],
+                                             joint_rotvecs[g], scales))
         tracks = [[(view.camera, view.track_id) for view in person.views] for person in fused.people]
         ids = self.ids.assign(tracks, np.stack([p.head_position_world for p in fused.people]))
         for person, person_id in zip(fused.people, ids):
@@ -138,33 +145,33 @@ class Fuser:
                              f"numbers away from the camera, got {head.tolist()}")
         return self.rig.to_rig(camera, head, scales[camera])
 
-    def _head_position(self, rows, detections, heads_rig, weights) -> tuple[np.ndarray, bool]:
-        """The group's head in the rig frame and whether it was triangulated."""
-        if len(rows) < 2:
-            return heads_rig[rows[0]], False
-        origins = np.stack([self.rig.extrinsics[detections[i][0]][:3, 3] for i in rows])
-        directions = heads_rig[rows] - origins
-        if max_ray_angle(directions) < self.min_ray_angle:
-            return np.average(heads_rig[rows], axis=0, weights=weights), False
-        return closest_point_to_rays(origins, directions, weights), True
+    def _origins(self, rows, detections) -> np.ndarray:
+        return np.stack([self.rig.extrinsics[detections[i][0]][:3, 3] for i in rows])
 
-    def _add_scale_samples(self, rows, detections, heads_rig, head_rig) -> None:
+    def _head_position(self, rows, detections, heads_rig, weights) -> np.ndarray:
+        """The group's head in the rig frame."""
+        return fuse_points_on_rays(self._origins(rows, detections), heads_rig[rows], weights, self.depth_weight)
+
+    def _add_scale_samples(self, rows, detections, heads_rig) -> None:
+        # Pure triangulation: the metric distance must not lean on the cameras' own depths.
         if not self.estimate_scale:
             return
-        origins = np.stack([self.rig.extrinsics[detections[i][0]][:3, 3] for i in rows])
-        if max_ray_angle(heads_rig[rows] - origins) < self.scale_ray_angle:
+        origins = self._origins(rows, detections)
+        directions = heads_rig[rows] - origins
+        if max_ray_angle(directions) < self.scale_ray_angle:
             return
+        head_rig = closest_point_to_rays(origins, directions)
         for i, origin in zip(rows, origins):
             camera, person = detections[i]
             self.scale_estimates[camera].add(float(np.linalg.norm(head_rig - origin)),
                                              float(np.linalg.norm(person.head_position_cam)))
 
-    def _person(self, rows, detections, heads_rig, head_rig, triangulated, weights, rig_pose,
-                orient_rig, orient_world, joint_rotvecs, scales) -> FusedPerson:
+    def _person(self, rows, detections, heads_rig, head_rig, weights, rig_pose,
+                orient_rig, orient_world, orient_world_matrix, joint_rotvecs, scales) -> FusedPerson:
         people = [detections[i][1] for i in rows]
         head_world = rig_pose[:3, :3] @ head_rig + rig_pose[:3, 3]
         T_world_head = np.eye(4, dtype=np.float32)
-        T_world_head[:3, :3] = orient_world.as_matrix()
+        T_world_head[:3, :3] = orient_world_matrix
         T_world_head[:3, 3] = head_world
         pelvis_world = None
         if all(p.pelvis_position_cam is not None for p in people):
@@ -180,10 +187,9 @@ class Fuser:
             score=float(max(p.score for p in people)),
             head_position_world=head_world.astype(np.float32),
             head_position_rig=np.asarray(head_rig, dtype=np.float32),
-            global_orient_world=orient_world.as_rotvec().astype(np.float32),
-            global_orient_rig=orient_rig.as_rotvec().astype(np.float32),
+            global_orient_world=orient_world.astype(np.float32),
+            global_orient_rig=orient_rig.astype(np.float32),
             T_world_head=T_world_head,
-            triangulated=triangulated,
             pelvis_position_world=pelvis_world,
             **split_joint_rotations(joint_rotvecs),
             **mean_coefficients(people, weights),

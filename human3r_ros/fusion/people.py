@@ -29,8 +29,8 @@ class FusedPerson:
     person_id: global id, kept across cameras and frame sets.
     views: the cameras that saw the person this frame set, with their track ids.
     score: the best view's detection score.
-    head_position_world / head_position_rig (3,): head joint, rig world / rig frame, metres;
-      triangulated from the views' head rays when ``triangulated``, else their weighted mean.
+    head_position_world / head_position_rig (3,): head joint, rig world / rig frame, metres:
+      the views' head rays triangulated, their depths a weak prior (one view: its own head).
     global_orient_world / global_orient_rig (3,): body orientation (axis-angle), the views'
       orientations averaged by Markley's quaternion mean.
     T_world_head (4,4): head position with the body orientation in the rig world.
@@ -54,7 +54,6 @@ class FusedPerson:
     jaw_pose: np.ndarray
     betas: np.ndarray
     expression: np.ndarray
-    triangulated: bool = False
     pelvis_position_world: Optional[np.ndarray] = None
 
     @property

@@ -56,6 +56,7 @@ class Camera:
     scale: float = 1.0  # metres per unit of this camera's reconstruction
     half_fov: float = np.deg2rad(60.0)
     max_range: float = 12.0
+    start_frame: int = 0  # the camera's first frame (its world is its optical frame then)
     next_track: int = 1
     tracks: dict[int, int] = field(default_factory=dict)  # walker -> current track id
 
@@ -88,12 +89,14 @@ class Scene:
         return 0.5 < depth < camera.max_range and abs(np.arctan2(head_cam[0], depth)) < camera.half_fov
 
     def frame_set(self, frame: int) -> dict[str, FrameResult]:
-        """Every camera's FrameResult at ``frame`` (cameras that see nobody included)."""
+        """Every started camera's FrameResult at ``frame`` (cameras that see nobody included)."""
         rig = self.rig_pose(frame)
         heads = np.stack([walker.head(frame) for walker in self.walkers])
         results = {}
         for camera in self.cameras:
-            camera_world = self.rig_pose(0) @ camera.extrinsics  # its first optical frame
+            if frame < camera.start_frame:
+                continue
+            camera_world = self.rig_pose(camera.start_frame) @ camera.extrinsics  # its first optical frame
             camera_pose = rig @ camera.extrinsics  # optical frame now, in the rig world
             c2w = np.linalg.inv(camera_world) @ camera_pose
             c2w[:3, 3] /= camera.scale

@@ -165,6 +165,9 @@ def test_rig_pose_from_a_camera_trajectory_with_its_scale():
     # A camera that starts later, while the rig stands at rig_now, is anchored there.
     rig.anchor_camera("side", rig_now)
     assert np.allclose(rig.rig_pose({"side": np.eye(4)}, {"side": 2.0}), rig_now)
+    # Anchoring at any moment of its trajectory gives the same anchor.
+    rig.anchor_camera("side", rig_now, c2w, 2.0)
+    assert np.allclose(rig.anchor("side"), extrinsics)
 
 
 def test_global_ids_follow_tracks_and_reidentify_lost_people_nearby():

@@ -22,7 +22,7 @@ def run_scene(scene: Scene, frames: int, **fuser_options):
         frame_set = scene.frame_set(frame)
         fused = fuser.fuse(frame_set)
         walkers = [{scene.truth[(view.camera, view.track_id)] for view in person.views} for person in fused.people]
-        seen = {w for c in scene.cameras for p in frame_set[c.name].people for w in [scene.truth[(c.name, p.track_id)]]}
+        seen = {scene.truth[(camera, p.track_id)] for camera, result in frame_set.items() for p in result.people}
         record["right"].append(all(len(w) == 1 for w in walkers) and sorted(next(iter(w)) for w in walkers) == sorted(seen))
         record["ids"].append({next(iter(w)): person.person_id for w, person in zip(walkers, fused.people) if len(w) == 1})
         for w, person in zip(walkers, fused.people):
@@ -33,7 +33,7 @@ def run_scene(scene: Scene, frames: int, **fuser_options):
             record["orient"].append((Rotation.from_rotvec(person.global_orient_world) * body_world.inv()).magnitude())
         camera_poses = {c.name: scene.rig_pose(frame) @ c.extrinsics for c in scene.cameras}
         for camera in scene.cameras:
-            for person in frame_set[camera.name].people:
+            for person in frame_set[camera.name].people if camera.name in frame_set else []:
                 walker = scene.walkers[scene.truth[(camera.name, person.track_id)]]
                 # Each view placed with the true scale and rig pose: the best a single view can do.
                 head = camera_poses[camera.name][:3] @ np.append(person.head_position_cam * camera.scale, 1.0)
@@ -121,14 +121,30 @@ def test_ids_stay_stable_while_people_cross_from_one_view_into_another():
     assert len({next(iter({f[w] for f in record["ids"] if w in f})) for w in range(len(walkers))}) == len(walkers)
 
 
+def test_a_camera_that_starts_later_is_placed_where_the_moving_rig_stands():
+    rng = np.random.default_rng(8)
+    cameras = ring_of_cameras(3, scales=[1.0, 1.05, 0.95])
+    cameras[2].start_frame = 40  # its world is its optical frame at frame 40, the rig has moved
+    scene = Scene(cameras, random_walkers(rng, 4), rig_motion=0.01, seed=8)
+    record = run_scene(scene, 80)
+    assert np.mean(record["right"]) >= 0.99
+    late = record["fused"][-4 * 40:]  # the last 40 frame sets, all three cameras
+    assert np.mean(late) < min(np.mean(errors) for errors in record["single"].values())
+    assert record["fuser"].scales["cam2"] == pytest.approx(0.95, rel=0.02)
+
+
 def test_same_frames_with_identical_extrinsics_join_both_copies_at_one_position():
     rng = np.random.default_rng(5)
     scene = Scene(ring_of_cameras(1), random_walkers(rng, 4), seed=5)
     pose = scene.extrinsics()["cam0"]
     fuser = Fuser(Rig({"front": pose, "left": pose}))
     single = Fuser(Rig({"front": pose}))
+    extrinsics = Rig({"front": pose}).extrinsics["front"]
     for frame in range(5):
         result = scene.frame_set(frame)["cam0"]
+        with_body_model = frame >= 2
+        for person in result.people:  # a body model adds the pelvis, 0.6 m below the head
+            person.pelvis_position_cam = person.head_position_cam + np.float32([0, 0.6, 0]) if with_body_model else None
         fused = fuser.fuse({"front": result, "left": result})
         alone = single.fuse({"front": result})
         assert [p.cameras for p in fused.people] == [["front", "left"]] * 4
@@ -137,6 +153,13 @@ def test_same_frames_with_identical_extrinsics_join_both_copies_at_one_position(
         for both, one in zip(fused.people, alone.people):
             np.testing.assert_allclose(both.head_position_world, one.head_position_world, atol=1e-5)
             np.testing.assert_allclose(both.body_pose, one.body_pose, atol=1e-5)
+            np.testing.assert_allclose(both.global_orient_world, one.global_orient_world, atol=1e-5)
+            if not with_body_model:
+                assert both.pelvis_position_world is None
+                continue
+            view = next(p for p in result.people if p.track_id == both.track_id("front"))
+            pelvis = fused.rig_pose @ extrinsics @ np.append(view.pelvis_position_cam, 1.0)
+            np.testing.assert_allclose(both.pelvis_position_world, pelvis[:3], atol=1e-5)
 
 
 def test_bad_frame_sets_are_refused_with_a_reason():

@@ -6,7 +6,9 @@ For each frame set (one FrameResult per camera, taken at about the same time):
   3. each group's head is triangulated from the head rays, each view's own depth a weak prior
      (so one view, or near-parallel rays, still give a point); orientations and SMPL-X
      parameters are averaged;
-  4. the rig pose (rig frame -> rig world) takes the result to the rig world;
+  4. the rig pose (rig frame -> rig world), from the cameras' own trajectories, takes the
+     result to the rig world; a camera seen for the first time (or after reset_camera) is
+     anchored there from the rig pose the other cameras give (the last one when none can);
   5. groups get global ids; well-conditioned groups add scale samples for the next frame sets.
 """
 
@@ -65,6 +67,8 @@ class Fuser:
             for camera in rig.cameras
         }
         self.ids = GlobalIds(reidentify_distance, forget_after)
+        self._anchored: set[str] = set()
+        self._last_rig_pose = np.eye(4)  # the rig world is the rig frame at the first frame set
 
     @property
     def scales(self) -> dict[str, float]:
@@ -72,10 +76,11 @@ class Fuser:
         return {camera: estimate.value for camera, estimate in self.scale_estimates.items()}
 
     def reset_camera(self, camera: str) -> None:
-        """The camera's engine was reset: forget its tracks and its scale samples."""
+        """The camera's engine was reset (new world, new track ids): forget its tracks and
+        anchor its new world at its next frame. Its scale estimate is kept."""
         self.rig.check_camera(camera)
         self.ids.forget_camera(camera)
-        self.scale_estimates[camera].reset()
+        self._anchored.discard(camera)
 
     def fuse(self, frames: Mapping[str, object]) -> FusedFrame:
         """frames: camera name -> that camera's FrameResult of this frame set (anything with
@@ -86,7 +91,7 @@ class Fuser:
             self.rig.check_camera(camera)
         scales = self.scales
         cameras = list(frames)
-        rig_pose = self.rig.rig_pose({camera: frames[camera].c2w for camera in cameras}, scales)
+        rig_pose = self._rig_pose(frames, scales)
         detections = [(camera, person) for camera in cameras for person in frames[camera].people]
         stamps = [frames[c].stamp for c in cameras if frames[c].stamp is not None]
         fused = FusedFrame(stamp=max(stamps) if stamps else None, rig_pose=rig_pose, scales=scales)
@@ -137,6 +142,17 @@ class Fuser:
             person.person_id = person_id
         fused.people.sort(key=lambda p: p.person_id)
         return fused
+
+    def _rig_pose(self, frames, scales) -> np.ndarray:
+        """The rig pose from the anchored cameras; anchors the cameras new to the fuser."""
+        anchored = {c: frames[c].c2w for c in frames if c in self._anchored}
+        rig_pose = self.rig.rig_pose(anchored, scales) if anchored else self._last_rig_pose
+        for camera in frames:
+            if camera not in self._anchored:
+                self.rig.anchor_camera(camera, rig_pose, frames[camera].c2w, scales[camera])
+                self._anchored.add(camera)
+        self._last_rig_pose = rig_pose
+        return rig_pose
 
     def _head_in_rig(self, camera: str, person, scales) -> np.ndarray:
         head = np.asarray(person.head_position_cam, dtype=np.float64)

@@ -45,7 +45,8 @@ class Rig:
 
     A camera's world is its first optical frame, so when every camera starts with the first
     frame set its world sits at its extrinsics in the rig world (the default anchor). A camera
-    that starts later is anchored with :meth:`anchor_camera` once the rig pose is known.
+    that starts later (or restarts its world after a reset) is anchored with
+    :meth:`anchor_camera` from the rig pose at that moment.
     """
 
     def __init__(self, extrinsics: Mapping[str, np.ndarray | Sequence[float]]):
@@ -72,11 +73,14 @@ class Rig:
         self.check_camera(camera)
         return self._anchors[camera]
 
-    def anchor_camera(self, camera: str, rig_pose: np.ndarray) -> None:
-        """Place a camera whose first frame was taken while the rig stood at ``rig_pose``
-        (rig frame -> rig world), e.g. a camera that joined or was reset later."""
+    def anchor_camera(self, camera: str, rig_pose: np.ndarray, c2w: np.ndarray | None = None,
+                      scale: float = 1.0) -> None:
+        """Place a camera's world in the rig world from one moment at which the rig stood at
+        ``rig_pose`` (rig frame -> rig world) and the camera at ``c2w`` in its own world
+        (default: identity, the camera's first frame)."""
         self.check_camera(camera)
-        self._anchors[camera] = np.asarray(rig_pose, dtype=np.float64) @ self.extrinsics[camera]
+        own_pose = np.eye(4) if c2w is None else scaled_pose(c2w, scale)
+        self._anchors[camera] = np.asarray(rig_pose, dtype=np.float64) @ self.extrinsics[camera] @ np.linalg.inv(own_pose)
 
     def to_rig(self, camera: str, points_cam: np.ndarray, scale: float) -> np.ndarray:
         """Points (..., 3) in the camera frame (reconstruction units) -> rig frame, metres."""

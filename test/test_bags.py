@@ -121,20 +121,21 @@ def reference_ids(z, frame):
 
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
 def test_raw_images_decode_to_rgb_with_row_padding(encoding):
-    rgb = np.random.default_rng(1).integers(0, 256, (5, 7, 3), dtype=np.uint8)
-    channels = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "rgba8": np.dstack([rgb, np.full((5, 7), 9, np.uint8)]),
-                "bgra8": np.dstack([rgb[..., ::-1], np.full((5, 7), 9, np.uint8)]), "mono8": rgb[..., :1]}[encoding]
-    padded = np.zeros((5, 7 * channels.shape[2] + 3), np.uint8)  # 3 bytes of row padding
-    padded[:, :7 * channels.shape[2]] = channels.reshape(5, -1)
+    h, w = 16, 21  # the decoders refuse sides below 16 px
+    rgb = np.random.default_rng(1).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    channels = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "rgba8": np.dstack([rgb, np.full((h, w), 9, np.uint8)]),
+                "bgra8": np.dstack([rgb[..., ::-1], np.full((h, w), 9, np.uint8)]), "mono8": rgb[..., :1]}[encoding]
+    padded = np.zeros((h, w * channels.shape[2] + 3), np.uint8)  # 3 bytes of row padding
+    padded[:, :w * channels.shape[2]] = channels.reshape(h, -1)
     msg = INPUT_STORE.types["sensor_msgs/msg/Image"](
-        header=image_msg(rgb, 0, "rgb8").header, height=5, width=7, encoding=encoding, is_bigendian=0,
+        header=image_msg(rgb, 0, "rgb8").header, height=h, width=w, encoding=encoding, is_bigendian=0,
         step=padded.shape[1], data=padded.reshape(-1)[:-3])  # the last row without its padding
     expected = np.repeat(rgb[..., :1], 3, axis=2) if encoding == "mono8" else rgb
     np.testing.assert_array_equal(raw_image_to_rgb(msg), expected)
 
 
 def test_compressed_images_decode_to_rgb():
-    rgb = np.random.default_rng(2).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    rgb = np.random.default_rng(2).integers(0, 256, (16, 24, 3), dtype=np.uint8)
     np.testing.assert_array_equal(compressed_image_to_rgb(image_msg(rgb, 0, "png")), rgb)
     depth = image_msg(rgb, 0, "png")
     depth.format = "16UC1; compressedDepth png"

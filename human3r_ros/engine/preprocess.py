@@ -89,6 +89,30 @@ def model_image_shape(input_hw: tuple[int, int], size: int = 512) -> tuple[int, 
     return bottom - top, right - left
 
 
+def crop_geometry(input_hw: tuple[int, int], size: int = 512) -> CropGeometry:
+    """Where the model image of an (H, W) input sits in it, without touching pixels."""
+    rh, rw = resized_size(input_hw, size)
+    left, top, right, bottom = centre_crop_box((rh, rw))
+    return CropGeometry(tuple(input_hw), (rh, rw), (top, left), (bottom - top, right - left))
+
+
+def check_model_image_shape(input_hw: tuple[int, int], size: int = 512) -> None:
+    """Raise ValueError when an (H, W) image cannot become a model image at `size` (both crop
+    sides must keep a 16-px patch). The one place of this rule: the engine and the message
+    decoders both call it."""
+    h0, w0 = input_hw
+    h, w = model_image_shape((h0, w0), size)
+    if h < PATCH or w < PATCH:
+        rh, rw = resized_size((h0, w0), size)
+        raise ValueError(
+            f"image of {h0}x{w0} (HxW) becomes {rh}x{rw} after scaling its long side to {size}, "
+            f"which crops to {h}x{w}; both sides must keep at least one {PATCH}-px patch "
+            "(the image is too small or too elongated)"
+        )
+    if h % PATCH or w % PATCH:
+        raise ValueError(f"size={size} crops a {h0}x{w0} image to {h}x{w}, not a multiple of {PATCH}; use size=512")
+
+
 def validate_image(image: np.ndarray, size: int = 512) -> np.ndarray:
     """Check a camera image and return it as a contiguous HxWx3 uint8 RGB array.
 
@@ -113,16 +137,7 @@ def validate_image(image: np.ndarray, size: int = 512) -> np.ndarray:
         raise ValueError(f"size must be an integer >= {PATCH} (Human3R uses 512), got {size!r}")
     if size == 224:
         raise ValueError("size=224 selects the reference's square-crop path for 224-px models; Human3R uses 512")
-    h, w = model_image_shape((h0, w0), size)
-    if h < PATCH or w < PATCH:
-        rh, rw = resized_size((h0, w0), size)
-        raise ValueError(
-            f"image of {h0}x{w0} (HxW) becomes {rh}x{rw} after scaling its long side to {size}, "
-            f"which crops to {h}x{w}; both sides must keep at least one {PATCH}-px patch "
-            "(the image is too small or too elongated)"
-        )
-    if h % PATCH or w % PATCH:
-        raise ValueError(f"size={size} crops a {h0}x{w0} image to {h}x{w}, not a multiple of {PATCH}; use size=512")
+    check_model_image_shape((h0, w0), size)
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
     elif image.shape[2] == 4:
@@ -132,14 +147,12 @@ def validate_image(image: np.ndarray, size: int = 512) -> np.ndarray:
 
 def resize_and_crop(rgb: np.ndarray, size: int) -> tuple[np.ndarray, CropGeometry]:
     """Validated HxWx3 uint8 -> cropped HxWx3 uint8 model image, plus its geometry."""
-    h0, w0 = rgb.shape[:2]
-    rh, rw = resized_size((h0, w0), size)
+    geometry = crop_geometry(rgb.shape[:2], size)
+    (rh, rw), (top, left), (h, w) = geometry.resized_hw, geometry.crop_top_left, geometry.true_shape
     img = PIL.Image.fromarray(rgb)  # HxWx3 uint8 -> mode "RGB"
-    resample = PIL.Image.LANCZOS if max(h0, w0) > size else PIL.Image.BICUBIC
+    resample = PIL.Image.LANCZOS if max(rgb.shape[:2]) > size else PIL.Image.BICUBIC
     img = img.resize((rw, rh), resample)  # Pillow returns a copy when the size is unchanged
-    left, top, right, bottom = centre_crop_box((rh, rw))
-    img = img.crop((left, top, right, bottom))
-    geometry = CropGeometry((h0, w0), (rh, rw), (top, left), (bottom - top, right - left))
+    img = img.crop((left, top, left + w, top + h))
     return np.asarray(img), geometry
 
 

@@ -17,6 +17,17 @@ import numpy as np
 
 from human3r_ros.engine.smplx_joints import hips_midpoint
 
+# Image decoding lives in image_decoding; re-exported so callers of this module keep working.
+from human3r_ros.ros.image_decoding import (  # noqa: F401
+    SUPPORTED_ENCODINGS,
+    DecodedImage,
+    ImageConversionError,
+    UnsupportedEncodingError,
+    compressed_image_to_rgb,
+    decode_image,
+    raw_image_to_rgb,
+)
+
 # --------------------------------------------------------------------------- time
 
 NS_PER_S = 1_000_000_000
@@ -30,77 +41,6 @@ def stamp_to_ns(stamp) -> int:
 def ns_to_sec_nanosec(ns: int) -> tuple[int, int]:
     """Integer nanoseconds -> (sec, nanosec) for a builtin_interfaces/Time of either flavour."""
     return divmod(int(ns), NS_PER_S)
-
-
-# --------------------------------------------------------------------------- images
-
-
-class ImageConversionError(ValueError):
-    """A camera message that cannot become an RGB image (truncated, empty, undecodable)."""
-
-
-class UnsupportedEncodingError(ImageConversionError):
-    """The message's encoding is not an 8-bit colour or grayscale camera image."""
-
-
-# encoding -> (channels, channels giving R, G, B); 8 bits per channel only, as for files.
-# Basic slices keep the selection a view (a list index would copy element by element).
-_RAW_ENCODINGS = {
-    "rgb8": (3, slice(0, 3)),
-    "bgr8": (3, slice(2, None, -1)),
-    "rgba8": (4, slice(0, 3)),
-    "bgra8": (4, slice(2, None, -1)),
-    "mono8": (1, None),
-}
-SUPPORTED_ENCODINGS = tuple(_RAW_ENCODINGS)
-
-
-def raw_image_to_rgb(msg) -> np.ndarray:
-    """sensor_msgs/Image-like (encoding, height, width, step, data) -> H x W x 3 uint8 RGB.
-
-    Honours `step` (row padding). Other encodings (16-bit, depth, float, YUV, Bayer) raise
-    UnsupportedEncodingError naming the accepted ones; malformed messages ImageConversionError."""
-    layout = _RAW_ENCODINGS.get(msg.encoding)
-    if layout is None:
-        raise UnsupportedEncodingError(
-            f"image encoding '{msg.encoding}' is not supported; accepted: {', '.join(SUPPORTED_ENCODINGS)} "
-            "(16-bit, depth, floating-point, YUV and Bayer images must be converted to 8-bit colour first)"
-        )
-    channels, rgb_channels = layout
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0:
-        raise ImageConversionError(f"empty image ({height}x{width})")
-    row_bytes = width * channels
-    if step < row_bytes:
-        raise ImageConversionError(
-            f"step {step} is smaller than one row of {width} {msg.encoding} pixels ({row_bytes} bytes)")
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    needed = (height - 1) * step + row_bytes  # the last row may come without its padding
-    if data.size < needed:
-        raise ImageConversionError(f"image data has {data.size} bytes, {height} rows of step {step} need {needed}")
-    # A strided view skips the row padding without copying.
-    pixels = np.ndarray((height, width, channels), dtype=np.uint8, buffer=data, strides=(step, channels, 1))
-    if rgb_channels is None:  # mono8: grey in all three channels
-        return np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels[..., rgb_channels])
-
-
-def compressed_image_to_rgb(msg) -> np.ndarray:
-    """sensor_msgs/CompressedImage-like (format, data; JPEG, PNG, ...) -> H x W x 3 uint8 RGB."""
-    import cv2  # only compressed streams need OpenCV
-
-    if "compresseddepth" in msg.format.lower():
-        raise UnsupportedEncodingError(
-            f"compressed image format '{msg.format}' is a depth image; use a JPEG/PNG colour stream "
-            "(image_transport 'compressed')"
-        )
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size == 0:
-        raise ImageConversionError("empty compressed image")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)  # grayscale comes back as 3-channel BGR
-    if bgr is None:
-        raise ImageConversionError(f"could not decode compressed image (format '{msg.format}')")
-    return np.ascontiguousarray(bgr[..., ::-1])
 
 
 # --------------------------------------------------------------------------- rotations

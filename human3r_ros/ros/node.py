@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage
 from std_srvs.srv import Trigger
 
@@ -96,6 +98,11 @@ class Human3RNode(LifecycleNode):
         self._diagnostics = DiagnosticsReporter(self, self._statuses, callback_group=monitor_group)
         self.create_timer(WATCHDOG_PERIOD_S, self._watch_worker, callback_group=monitor_group, clock=steady)
         self._autostart_timer = self.create_timer(0.0, self._autostart) if self._settings.autostart else None
+
+    @property
+    def frame_in_flight(self) -> bool:
+        """True while the worker thread still runs a frame after being asked to stop."""
+        return self._worker.busy
 
     def destroy_node(self) -> None:
         logging.getLogger("human3r_ros").removeHandler(self._log_handler)
@@ -179,8 +186,10 @@ class Human3RNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_streaming(wait_s=SHUTDOWN_WAIT_S)
-        self._release_model()
+        self.get_logger().info("shutting down")
+        if self._stop_streaming(wait_s=SHUTDOWN_WAIT_S):
+            self._release_model()
+        # else a frame is still in flight and holds the model: the process exit frees it
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -220,11 +229,13 @@ class Human3RNode(LifecycleNode):
             camera.subscribe(self, s.compressed, s.reliability, self._image_group)
             self.get_logger().info(f"listening on {camera.description(s.compressed)}")
 
-    def _stop_streaming(self, wait_s: Optional[float] = None) -> None:
+    def _stop_streaming(self, wait_s: Optional[float] = None) -> bool:
+        """Stop the input and the worker; False when a frame was still in flight after `wait_s`."""
         self._active = False
         for camera in self._cameras.values():
             camera.unsubscribe(self)
-        if not self._worker.stop(wait_s):
+        stopped = self._worker.stop(wait_s)
+        if not stopped:
             self.get_logger().warning(f"a frame was still in flight after {wait_s} s: not waiting for it")
         self._slots.clear()
         for outputs in self._outputs.values():
@@ -233,6 +244,7 @@ class Human3RNode(LifecycleNode):
         if self._tf is not None:
             self._tf.close(self)
             self._tf = None
+        return stopped
 
     def _release_model(self) -> None:
         with self._engine_lock:
@@ -417,7 +429,12 @@ class Human3RNode(LifecycleNode):
 def main(args=None) -> int:
     # before rclpy starts its threads, so that every thread shares the one tuned heap
     keep_freed_memory()
-    rclpy.init(args=args)  # SIGINT and SIGTERM shut the context down, which ends spin() below
+    # SIGINT/SIGTERM end the spin loop below, while the context is still valid, so that the
+    # lifecycle shutdown transition runs (and is published) before the context goes
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     try:
         node = Human3RNode()
     except Exception as exc:  # bad parameter overrides: say why and exit non-zero
@@ -427,18 +444,22 @@ def main(args=None) -> int:
     executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
         pass
     finally:
-        # the lifecycle's shutdown transition; a frame in flight is not waited for past SHUTDOWN_WAIT_S
-        try:
-            node.trigger_shutdown()
-        except Exception:  # noqa: BLE001 - the context may be gone already: release directly
-            node.on_shutdown(None)
+        # a frame in flight is not waited for past SHUTDOWN_WAIT_S (the worker is a daemon thread)
+        node.trigger_shutdown()
         executor.shutdown(timeout_sec=1.0)
+        in_flight = node.frame_in_flight
         node.destroy_node()
         rclpy.try_shutdown()
+    if in_flight:
+        # torch aborts the interpreter's exit while a daemon thread still computes: leave now
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

@@ -3,8 +3,11 @@ and every kind of bad input (one message, non-zero exit, no output left behind).
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
 
 import cv2
 import numpy as np
@@ -230,3 +233,38 @@ def test_existing_output_is_kept_without_overwrite(reference_dir, tmp_path, caps
     rc = main(cli_args(reference_dir, "plain", source, tmp_path / "out.npz"))
     assert_failed_cleanly(rc, capsys, tmp_path, "--overwrite", keep=["frames.npz", "out.npz"])
     assert (tmp_path / "out.npz").read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_npz_run_leaves_no_partial_file(reference_dir, tmp_path, signum):
+    frames = np.concatenate([fixture(reference_dir)["frames_uint8"]] * 200)  # far more than run before the signal
+    source = tmp_path / "clip.npz"
+    np.savez(source, frames_uint8=frames)
+    output = tmp_path / "out.npz"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    args = [a for a in cli_args(reference_dir, "plain", source, output) if a != "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "human3r_ros.cli.process", *args], stderr=subprocess.PIPE, env=env)
+    err = []
+    two_done = threading.Event()
+
+    def watch():  # the progress bar says how many frames are done
+        while chunk := proc.stderr.read1(4096):
+            err.append(chunk.decode(errors="replace"))
+            if any(int(n) >= 2 for n in re.findall(r"(\d+)/1200", "".join(err))):
+                two_done.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        assert two_done.wait(90), "".join(err)
+        proc.send_signal(signum)
+        assert proc.wait(60) == 130, "".join(err)
+    finally:
+        proc.kill()
+    watcher.join(10)
+    # the frames done, written whole and marked interrupted; no temporary file left beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npz", "out.npz"]
+    with np.load(output) as out:
+        meta = json.loads(str(out["meta_json"]))
+        assert meta["interrupted"] and 2 <= meta["frames"] < 1200
+        assert len(out["frame_index"]) == meta["frames"]

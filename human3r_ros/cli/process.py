@@ -14,7 +14,9 @@ import itertools
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import Iterable, Optional
@@ -382,8 +384,20 @@ class _Formatter(logging.Formatter):
         return f"{PROG}: {level}{record.getMessage()}"
 
 
+def _interrupt_on_sigterm():
+    """SIGTERM (a service manager, `timeout`, `kill`) stops the run like Ctrl-C: the frames done are
+    written whole, never a half-written file. Returns the handler to restore (None: unchanged)."""
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    previous_sigterm = _interrupt_on_sigterm()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
     root = logging.getLogger()
@@ -401,6 +415,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":

@@ -20,3 +20,13 @@ def reference_dir() -> Path:
         f"reference fixtures not found at {REFERENCE_DIR}; set HUMAN3R_REFERENCE_DIR"
     )
     return REFERENCE_DIR
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """A test may set torch's thread count for itself; the next test starts with the value before."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)

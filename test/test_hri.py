@@ -286,8 +286,10 @@ def test_publishers_follow_tracked_bodies(harness, body_model):
     assert len(rois) > 0 and len(skeletons) > 0 and len(tracked) > 0
 
     publishers.publish(both, both.people, image_header, INPUT_HW)
+    wait_until(lambda: tracked[-1].ids == ["tst0", "tst1"], 10, "both bodies tracked again")
     publishers.close()
     assert publishers.bodies == []
+    wait_until(lambda: tracked[-1].ids == [], 10, "an empty tracked list on close()")
     wait_until(lambda: count(hri.TRACKED_TOPIC) == 0 and count("/humans/bodies/tst0/roi") == 0, 10,
                "every publisher gone after close()")
     publishers.publish(both, both.people, image_header, INPUT_HW)  # after close: nothing, no error
@@ -318,6 +320,7 @@ def test_cameras_share_the_tracked_list(harness, body_model):
     wait_until(last_tracked(front), 10, "the silent camera's bodies gone", period=0.1)
     assert publishers.bodies == front
     publishers.close()
+    wait_until(lambda: tracked[-1].ids == [], 10, "an empty tracked list on close()")
 
 
 def test_no_skeleton_topic_without_a_body_model(harness, body_model):

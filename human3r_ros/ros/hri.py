@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 from hri_msgs.msg import IdsList, NormalizedRegionOfInterest2D, Skeleton2D
+from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -27,6 +28,7 @@ BODIES_NAMESPACE = "/humans/bodies"
 TRACKED_TOPIC = f"{BODIES_NAMESPACE}/tracked"
 # libhri / pyhri subscribe to every REP-155 topic with the system-default QoS (reliable,
 # volatile): a reliable, volatile publisher reaches them and best-effort subscribers alike.
+CLOSE_ACK_TIMEOUT_S = 0.5  # close() waits this long at most for listeners to get the empty list
 HRI_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.VOLATILE)
 
@@ -148,10 +150,17 @@ class HriBodyPublishers:
             self._expire(self._clock())
 
     def close(self) -> None:
+        """Destroy every publisher; listeners first get an empty tracked list (stamped now), so
+        they drop these bodies instead of keeping them until the node comes back."""
         with self._lock:
             for body_id in list(self._bodies):
                 self._drop(body_id)
             if self._tracked is not None:
+                if any(ids for _, ids in self._latest.values()):
+                    self._tracked.publish(ids_message([], Header(stamp=self._node.get_clock().now().to_msg())))
+                    # destroyed at once, the publisher may never deliver it: wait (briefly) for the acks
+                    self._tracked.wait_for_all_acked(Duration(seconds=CLOSE_ACK_TIMEOUT_S))
+                self._latest.clear()
                 self._node.destroy_publisher(self._tracked)
                 self._tracked = None
 

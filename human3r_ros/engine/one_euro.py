@@ -35,8 +35,8 @@ class OneEuroSettings:
       as the previous one).
     """
 
-    min_cutoff: float = 2.0
-    beta: float = 0.2
+    min_cutoff: float = 2.5
+    beta: float = 0.1
     d_cutoff: float = 1.0
     fallback_rate_hz: float = 30.0
 

@@ -138,10 +138,10 @@ def test_subsampled_encodings_keep_the_image(frames, encoding):
     decoded = [dec.raw_image_to_rgb(m, SIZE) for m in lossy_images(frames, encoding)]
     for rgb, out in zip(frames, decoded):
         assert out.shape == rgb.shape and out.dtype == np.uint8
-        # demosaicing and 4:2:2 chroma lose detail at edges only: the mean error stays small,
-        # while a wrong pattern or channel order would swap red and blue everywhere
+        # demosaicing and 4:2:2 chroma lose detail at edges only: mean error per channel
+        # measured <= 1.0 level; another Bayer pattern gives 11-15, swapped channels more
         error = np.abs(out.astype(int) - rgb).mean(axis=(0, 1))
-        assert error.max() < 12, (encoding, error)
+        assert error.max() < 3, (encoding, error)
         swapped = np.abs(out.astype(int) - rgb[..., ::-1]).mean(axis=(0, 1))
         assert swapped[[0, 2]].min() > error[[0, 2]].max(), (encoding, error, swapped)
     if encoding.endswith("16"):  # the 16-bit mosaic of x * 257 is the 8-bit one, scaled
@@ -270,3 +270,20 @@ def test_huge_images_are_shrunk_to_the_same_model_input():
     assert not small.downscaled
     np.testing.assert_array_equal(small.rgb, rgb[:288, :512])
     np.testing.assert_array_equal(small.to_input_pixels(model_px), model_px)
+
+
+def test_rosbags_messages_decode_as_rclpy_ones(frames):
+    # the offline tools read bags with rosbags: its messages carry numpy arrays, not array.array
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    Header, Time = store.types["std_msgs/msg/Header"], store.types["builtin_interfaces/msg/Time"]
+    for encoding, values in (("bayer_grbg16", mosaic(WIDE(frames[0]), "grbg")),
+                             ("yuv422_yuy2", cv2.cvtColor(frames[0], cv2.COLOR_RGB2YUV_YUY2))):
+        ros = raw_msg(values, encoding, pad=6, bigendian=True)
+        bag = store.types["sensor_msgs/msg/Image"](
+            header=Header(stamp=Time(sec=0, nanosec=0), frame_id="camera"), height=ros.height, width=ros.width,
+            encoding=encoding, is_bigendian=ros.is_bigendian, step=ros.step,
+            data=np.frombuffer(bytes(ros.data), np.uint8))
+        np.testing.assert_array_equal(dec.raw_image_to_rgb(bag), dec.raw_image_to_rgb(ros))
+        assert dec.decode_image(bag, SIZE).input_hw == frames[0].shape[:2]

@@ -68,7 +68,7 @@ def run(frames: int, image_hw, image_size: int, body_model: bool, decimation: in
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     deadline = time.monotonic() + 120
-    while node._engine is None or not node._pubs:  # autostart configures and activates
+    while node._engine is None or not node._outputs:  # autostart configures and activates
         if time.monotonic() > deadline:
             raise RuntimeError("node did not become active")
         time.sleep(0.1)
@@ -85,13 +85,14 @@ def run(frames: int, image_hw, image_size: int, body_model: bool, decimation: in
         return out
 
     engine.step = timed_step
+    camera = node._cameras[""]
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, size=(*image_hw, 3), dtype=np.uint8)
     total_times, memory = [], []
     for i in range(frames):
         msg = array_to_image(np.roll(base, i % 31, axis=1), 10**18 + i * 33_000_000, "camera_optical")
         t = time.perf_counter()
-        node._process(msg)  # what the worker thread runs for each frame
+        node._process_frame(camera, msg)  # what the worker thread runs for each frame
         total_times.append(time.perf_counter() - t)
         if report_every and i % report_every == report_every - 1:
             memory.append((i + 1, resident_mb()))

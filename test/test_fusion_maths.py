@@ -6,8 +6,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from human3r_ros.fusion.association import (associate_views, association_costs, canonical_pose_distance,
-                                            match_pairs, pose_quaternions)
-from human3r_ros.fusion.averaging import mean_rotation
+                                            match_pairs, pose_quaternions, ray_distances)
+from human3r_ros.fusion.averaging import mean_rotation, mean_rotation_per_group
 from human3r_ros.fusion.identities import GlobalIds
 from human3r_ros.fusion.rig import Rig, pose_from_xyz_quat
 from human3r_ros.fusion.scale import RunningScale
@@ -43,6 +43,16 @@ def test_markley_mean_matches_scipy_for_many_sets_at_once():
     means = mean_rotation(sets, weights)
     for quats, w, mean in zip(sets, weights, means):
         assert same_rotation(mean, Rotation.from_quat(quats).mean(weights=w).as_quat(), atol=1e-7)
+
+
+def test_group_means_equal_one_mean_per_group():
+    quats = Rotation.random(6 * 3, random_state=4).as_quat().reshape(6, 3, 4)
+    groups, weights = [[0, 4], [1], [2, 3, 5]], [np.array([1.0, 2.0]), np.array([0.5]), np.array([1.0, 1.0, 3.0])]
+    means = mean_rotation_per_group(quats, groups, weights)
+    assert means.shape == (3, 3, 4)
+    for mean, rows, w in zip(means, groups, weights):
+        for joint in range(3):
+            assert same_rotation(mean[joint], mean_rotation(quats[rows, joint], w))
 
 
 def test_markley_mean_rejects_bad_input():
@@ -92,6 +102,18 @@ def test_association_cost_weights_position_and_pose_as_chromm():
     bent[0, 0] = [0.0, 0.0, 1.0]
     costs = association_costs([[0, 0, 0]], pose_quaternions(zero), [[0, 2, 0]], pose_quaternions(bent))
     assert costs[0, 0] == pytest.approx(0.8 * 2 + 0.2 * 1)
+
+
+def test_ray_distance_discounts_differences_along_the_viewing_rays_only():
+    origin = np.zeros(3)
+    a = np.array([[0.0, 0.0, 4.0]])
+    along, across = np.array([[0.0, 0.0, 4.5]]), np.array([[0.5, 0.0, 4.0]])
+    assert ray_distances(a, origin, along, origin, 1.0)[0, 0] == pytest.approx(0.5)  # Euclidean
+    assert ray_distances(a, origin, along, origin, 0.1)[0, 0] == pytest.approx(0.5 * np.sqrt(0.1))
+    # Across the ray the difference counts in full (to first order: the rays barely turn).
+    assert ray_distances(a, origin, across, origin, 0.1)[0, 0] == pytest.approx(0.5, rel=0.05)
+    with pytest.raises(ValueError, match="depth_weight"):
+        ray_distances(a, origin, a, origin, 0.0)
 
 
 def test_matching_is_globally_optimal_and_never_crosses_the_gate():

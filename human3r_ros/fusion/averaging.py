@@ -35,6 +35,25 @@ def mean_rotation(quats: np.ndarray, weights: Optional[np.ndarray] = None) -> np
     return mean * np.where(mean[..., 3:] < 0, -1.0, 1.0)
 
 
+def mean_rotation_per_group(quats: np.ndarray, groups: Sequence[Sequence[int]],
+                            weights: Sequence[np.ndarray]) -> np.ndarray:
+    """Weighted Markley means of several groups of rows at once.
+
+    quats (N, J, 4): J rotations per row; groups: the rows of each group; weights: one weight
+    per row of each group. Returns (G, J, 4). Groups are padded to the largest one with
+    zero-weight identity rotations, so that one eigen-decomposition call serves them all.
+    """
+    quats = np.asarray(quats, dtype=np.float64)
+    largest = max(len(rows) for rows in groups)
+    padded = np.zeros((len(groups), largest) + quats.shape[1:])
+    padded[..., 3] = 1.0
+    padded_weights = np.zeros((len(groups), largest))
+    for g, rows in enumerate(groups):
+        padded[g, :len(rows)] = quats[list(rows)]
+        padded_weights[g, :len(rows)] = weights[g]
+    return mean_rotation(padded.swapaxes(1, 2), padded_weights[:, None, :])
+
+
 def view_weights(scores: Sequence[float]) -> np.ndarray:
     """Detection scores as averaging weights; equal weights when every score is zero."""
     weights = np.clip(np.asarray(scores, dtype=np.float64), 0.0, None)

@@ -2,7 +2,8 @@
 
 For each frame set (one FrameResult per camera, taken at about the same time):
   1. every detection's head is placed in the rig frame with its camera's scale;
-  2. detections are grouped across cameras (position + canonical pose cost, Hungarian, gate);
+  2. detections are grouped across cameras (position + canonical pose cost, Hungarian, gate),
+     position differences along the viewing rays discounted by depth_weight;
   3. each group's head is triangulated from the head rays, each view's own depth a weak prior
      (so one view, or near-parallel rays, still give a point); orientations and SMPL-X
      parameters are averaged;
@@ -21,7 +22,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from human3r_ros.fusion.association import associate_views, pose_quaternions
-from human3r_ros.fusion.averaging import (joint_rotations, mean_coefficients, mean_rotation,
+from human3r_ros.fusion.averaging import (joint_rotations, mean_coefficients, mean_rotation_per_group,
                                           split_joint_rotations, view_weights)
 from human3r_ros.fusion.identities import GlobalIds
 from human3r_ros.fusion.people import FusedFrame, FusedPerson, PersonView
@@ -36,9 +37,10 @@ class Fuser:
     """Fuses the people of several cameras, one frame set per :meth:`fuse` call.
 
     rig: the cameras' extrinsics. gate: largest association cost of a pair (cost units:
-      0.8 per metre + 0.2 per radian of pose distance). depth_weight: weight of each view's
-      depth against its ray direction in the head position, (sigma_across / sigma_along)^2
-      (0: pure ray triangulation, 1: mean of the views' heads), see fuse_points_on_rays.
+      0.8 per metre + 0.2 per radian of pose distance). depth_weight: how much a view's depth
+      counts against its ray direction, (sigma_across / sigma_along)^2, in the head position
+      (towards 0: pure ray triangulation, 1: mean of the views' heads; fuse_points_on_rays)
+      and in the association's position distance (1: Euclidean; ray_distances).
       scale_ray_angle_deg: smallest angle between a group's head rays for scale samples
       (the triangulated depth along narrow rays is uncertain).
     estimate_scale: False keeps ``initial_scales`` (default 1) for good.
@@ -52,8 +54,8 @@ class Fuser:
                  scale_min_samples: int = 10, reidentify_distance: float = 0.5, forget_after: int = 90):
         if gate <= 0:
             raise ValueError(f"gate must be > 0, got {gate}")
-        if not 0 <= depth_weight <= 1:
-            raise ValueError(f"depth_weight must lie in [0, 1], got {depth_weight}")
+        if not 0 < depth_weight <= 1:
+            raise ValueError(f"depth_weight must lie in (0, 1] (0 leaves one view without a point), got {depth_weight}")
         self.rig = rig
         self.gate = gate
         self.depth_weight = depth_weight
@@ -108,22 +110,15 @@ class Fuser:
 
         view_rows = [[i for i, (c, _) in enumerate(detections) if c == camera] for camera in cameras]
         view_groups = associate_views([heads_rig[rows] for rows in view_rows],
-                                      [joint_quats[rows, :BODY_JOINTS] for rows in view_rows], self.gate)
+                                      [joint_quats[rows, :BODY_JOINTS] for rows in view_rows], self.gate,
+                                      [self.rig.extrinsics[camera][:3, 3] for camera in cameras], self.depth_weight)
         groups = [[view_rows[v][i] for v, i in group] for group in view_groups]
 
         weights = [view_weights([detections[i][1].score for i in rows]) for rows in groups]
         heads = [self._head_position(rows, detections, heads_rig, w) for rows, w in zip(groups, weights)]
-        # All groups' rotations (orientation in the rig, then the joints) averaged in one call:
-        # groups padded to the largest one with zero-weight views.
-        rotations = np.concatenate([orient_rig_quats[:, None], joint_quats], axis=1)
-        largest = max(len(rows) for rows in groups)
-        padded = np.zeros((len(groups), largest) + rotations.shape[1:])
-        padded[..., 3] = 1.0
-        padded_weights = np.zeros((len(groups), largest))
-        for g, rows in enumerate(groups):
-            padded[g, :len(rows)] = rotations[rows]
-            padded_weights[g, :len(rows)] = weights[g]
-        means = mean_rotation(padded.swapaxes(1, 2), padded_weights[:, None, :])
+        # Orientation in the rig, then the joints: every group's means in one call.
+        means = mean_rotation_per_group(np.concatenate([orient_rig_quats[:, None], joint_quats], axis=1),
+                                        groups, weights)
         orient_rig = Rotation.from_quat(means[:, 0])
         orient_world = Rotation.from_matrix(rig_pose[:3, :3]) * orient_rig
         orient_rig, orient_world, orient_world_matrix = (

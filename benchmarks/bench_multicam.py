@@ -102,9 +102,9 @@ def run_model(spec: dict) -> list[dict]:
     return rows
 
 
-def specs(only: str | None, cuda: bool, sets: int) -> list[dict]:
-    cpu = dict(device="cpu", threads=2, cameras=list(CAMERAS))
-    out = [dict(cpu, model="tiny", warmup=1, sets=max(sets, 5))]
+def specs(only: str | None, cuda: bool, sets: int, threads: int) -> list[dict]:
+    cpu = dict(device="cpu", threads=threads, cameras=list(CAMERAS))
+    out = [dict(cpu, model="tiny", warmup=1, sets=sets)]
     if only != "tiny":  # ~4 s per image on a 2-core CPU: one set after one warm-up set
         out.append(dict(cpu, model="human3r_672S", warmup=1, sets=1))
     if cuda:
@@ -119,7 +119,8 @@ def specs(only: str | None, cuda: bool, sets: int) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=["tiny"], help="only the tiny checkpoint")
-    ap.add_argument("--sets", type=int, default=5, help="timed sets per row (median reported; 672S on CPU: 1)")
+    ap.add_argument("--sets", type=int, default=3, help="timed sets per row (median reported; 672S on CPU: 1)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 on a machine shared with others)")
     ap.add_argument("--spec", help=argparse.SUPPRESS)  # child mode: JSON spec in, JSON rows out
     args = ap.parse_args(argv)
     if args.spec:
@@ -129,7 +130,7 @@ def main(argv=None) -> int:
     import torch
 
     rows = []
-    for spec in specs(args.only, torch.cuda.is_available(), args.sets):
+    for spec in specs(args.only, torch.cuda.is_available(), args.sets, args.threads):
         proc = subprocess.run(
             [sys.executable, __file__, "--spec", json.dumps(spec)], capture_output=True, text=True, cwd=REPO
         )
@@ -156,8 +157,8 @@ def main(argv=None) -> int:
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
     print(f"camera images {INPUT_HW[1]}x{INPUT_HW[0]} (model input the same); a set = one image per camera, "
-          "median over the timed sets; fp32 eager, TTT3R on, no body model; CPU rows use 2 threads; "
-          "672S = random weights with the 4 strongest detections kept; vs sequential = speed-up of the row "
+          "median over the timed sets; fp32 eager, TTT3R on, no body model; "
+          f"CPU rows use {args.threads} thread(s); 672S = random weights with the 4 strongest detections kept; vs sequential = speed-up of the row "
           "over stepping the same cameras one by one")
     return 0
 

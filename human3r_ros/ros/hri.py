@@ -26,9 +26,9 @@ from human3r_ros.ros.hri_arrays import BodyIds, frame_hri_arrays, roi_pixel_box
 
 BODIES_NAMESPACE = "/humans/bodies"
 TRACKED_TOPIC = f"{BODIES_NAMESPACE}/tracked"
+CLOSE_ACK_TIMEOUT_S = 0.5  # close() waits this long at most for listeners to get the empty list
 # libhri / pyhri subscribe to every REP-155 topic with the system-default QoS (reliable,
 # volatile): a reliable, volatile publisher reaches them and best-effort subscribers alike.
-CLOSE_ACK_TIMEOUT_S = 0.5  # close() waits this long at most for listeners to get the empty list
 HRI_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.VOLATILE)
 

@@ -97,8 +97,8 @@ def run_model(spec: dict) -> list[dict]:
                 "people": people / (spec["sets"] * cameras),
                 "gpu_peak_gb": torch.cuda.max_memory_allocated() / 1e9 if device.startswith("cuda") else None,
             })
-            print(f"  done {spec['model']} {device} {cameras} cameras {mode}: {rows[-1]['set_s'] * 1e3:.1f} ms/set",
-                  file=sys.stderr)
+            done = f"{spec['model']} {device} {cameras} cameras {mode}: {rows[-1]['set_s'] * 1e3:.1f} ms/set"
+            print(f"  done {done}", file=sys.stderr)
     return rows
 
 
@@ -158,8 +158,8 @@ def main(argv=None) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
     print(f"camera images {INPUT_HW[1]}x{INPUT_HW[0]} (model input the same); a set = one image per camera, "
           "median over the timed sets; fp32 eager, TTT3R on, no body model; "
-          f"CPU rows use {args.threads} thread(s); 672S = random weights with the 4 strongest detections kept; vs sequential = speed-up of the row "
-          "over stepping the same cameras one by one")
+          f"CPU rows use {args.threads} thread(s); 672S = random weights with the 4 strongest detections kept; "
+          "vs sequential = speed-up of the row over stepping the same cameras one by one")
     return 0
 
 

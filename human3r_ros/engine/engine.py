@@ -153,11 +153,14 @@ class Human3REngine:
     def _step_group(self, streams: list[CameraStream], views: list[PreparedView], stamps: list) -> list[FrameResult]:
         resets = [stream.reset_due(self.reset_interval) for stream in streams]
         passes = self._run_views(streams, views, resets)
-        c2ws = [stream.chainer.push(c2w_chunk, reset) for stream, (_, _, c2w_chunk), reset in zip(streams, passes, resets)]
+        c2ws = [stream.chainer.push(chunk_c2w, reset)
+                for stream, (_, _, chunk_c2w), reset in zip(streams, passes, resets)]
         boundary = [i for i, reset in enumerate(resets) if reset]
         if boundary:
             # second pass over the boundary frame opens the new chunk; its outputs are dropped
-            again = self._run_views([streams[i] for i in boundary], [views[i] for i in boundary], [False] * len(boundary))
+            again = self._run_views(
+                [streams[i] for i in boundary], [views[i] for i in boundary], [False] * len(boundary)
+            )
             for i, (_, _, copy_c2w) in zip(boundary, again):
                 streams[i].chainer.push(copy_c2w, False)
         results = []

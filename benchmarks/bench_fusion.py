@@ -66,7 +66,8 @@ def run(cameras: int, people: int, depth_noise: float, frames: int, seed: int = 
             pose = scene.rig_pose(frame) @ camera.extrinsics
             for p in frame_set[camera.name].people:
                 head = pose[:3] @ np.append(p.head_position_cam * camera.scale, 1.0)
-                single[camera.name].append(np.linalg.norm(head - scene.walkers[scene.truth[(camera.name, p.track_id)]].head(frame)))
+                truth = scene.walkers[scene.truth[(camera.name, p.track_id)]].head(frame)
+                single[camera.name].append(np.linalg.norm(head - truth))
     row["single"] = min(np.mean(e) for e in single.values())
     return row
 

@@ -124,7 +124,8 @@ class Scene:
         if n == 0:
             return []
         heads_cam = heads_cam[seen]
-        heads_cam = heads_cam * (1.0 + rng.normal(0.0, self.depth_noise, (n, 1))) + rng.normal(0.0, self.position_noise, (n, 3))
+        heads_cam = (heads_cam * (1.0 + rng.normal(0.0, self.depth_noise, (n, 1)))
+                     + rng.normal(0.0, self.position_noise, (n, 3)))
         heads_cam = heads_cam / camera.scale
         bodies_world = Rotation.from_euler("z", [[self.walkers[w].yaw] for w in seen])
         orients_cam = (Rotation.from_rotvec(rng.normal(0.0, self.pose_noise, (n, 3)))
@@ -137,7 +138,8 @@ class Scene:
         T_cam_head = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
         T_cam_head[:, :3, :3], T_cam_head[:, :3, 3] = orients_cam.as_matrix(), heads_cam
         T_world_head = (c2w @ T_cam_head).astype(np.float32)
-        orients_cam, orients_world = orients_cam.as_rotvec().astype(np.float32), orients_world.as_rotvec().astype(np.float32)
+        orients_cam = orients_cam.as_rotvec().astype(np.float32)
+        orients_world = orients_world.as_rotvec().astype(np.float32)
         hands = BODY_JOINTS + HAND_JOINTS
         return [Person(
             track_id=camera.tracks[w], score=float(rng.uniform(0.6, 1.0)),

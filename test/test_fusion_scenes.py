@@ -23,8 +23,9 @@ def run_scene(scene: Scene, frames: int, **fuser_options):
         fused = fuser.fuse(frame_set)
         walkers = [{scene.truth[(view.camera, view.track_id)] for view in person.views} for person in fused.people]
         seen = {scene.truth[(camera, p.track_id)] for camera, result in frame_set.items() for p in result.people}
-        record["right"].append(all(len(w) == 1 for w in walkers) and sorted(next(iter(w)) for w in walkers) == sorted(seen))
-        record["ids"].append({next(iter(w)): person.person_id for w, person in zip(walkers, fused.people) if len(w) == 1})
+        single_walker = all(len(w) == 1 for w in walkers)
+        record["right"].append(single_walker and sorted(next(iter(w)) for w in walkers) == sorted(seen))
+        record["ids"].append({next(iter(w)): p.person_id for w, p in zip(walkers, fused.people) if len(w) == 1})
         for w, person in zip(walkers, fused.people):
             walker = scene.walkers[next(iter(w))]
             record["fused"].append(np.linalg.norm(person.head_position_world - walker.head(frame)))
@@ -39,7 +40,8 @@ def run_scene(scene: Scene, frames: int, **fuser_options):
                 head = camera_poses[camera.name][:3] @ np.append(person.head_position_cam * camera.scale, 1.0)
                 record["single"][camera.name].append(np.linalg.norm(head - walker.head(frame)))
                 record["pose_single"].append(joint_error(person.body_pose, walker.body_pose))
-                orient = Rotation.from_matrix(camera_poses[camera.name][:3, :3]) * Rotation.from_rotvec(person.global_orient)
+                camera_rotation = Rotation.from_matrix(camera_poses[camera.name][:3, :3])
+                orient = camera_rotation * Rotation.from_rotvec(person.global_orient)
                 record["orient_single"].append((orient * Rotation.from_euler("z", walker.yaw).inv()).magnitude())
     return record
 
@@ -90,6 +92,9 @@ def test_scale_of_every_camera_is_recovered(ring_run):
     scales = record["fuser"].scales
     for camera in scene.cameras:
         assert scales[camera.name] == pytest.approx(camera.scale, rel=0.01), camera.name
+    diagnostics = record["fuser"].diagnostics()
+    assert float(diagnostics["scale cam0"]) == pytest.approx(scales["cam0"], abs=1e-4)
+    assert int(diagnostics["scale samples cam0"]) > 0
 
 
 def test_triangulation_beats_averaging_when_depth_is_the_weak_part():
@@ -171,6 +176,8 @@ def test_bad_frame_sets_are_refused_with_a_reason():
         fuser.fuse({"rear": frame_set["cam0"]})
     with pytest.raises(ValueError, match="at least one camera"):
         fuser.fuse({})
+    with pytest.raises(ValueError, match="'cam0': c2w must be a finite 4x4"):
+        fuser.fuse({"cam0": type(frame_set["cam0"])(**{**vars(frame_set["cam0"]), "c2w": np.full((4, 4), np.nan)})})
     frame_set["cam1"].people[0].head_position_cam = np.array([np.nan, 0.0, 1.0], np.float32)
     with pytest.raises(ValueError, match="'cam1', track 1: head position"):
         fuser.fuse(frame_set)

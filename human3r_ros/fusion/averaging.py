@@ -63,8 +63,7 @@ def view_weights(scores: Sequence[float]) -> np.ndarray:
 def joint_rotations(person) -> np.ndarray:
     """A person's view-invariant joint rotations in one (52, 3) axis-angle array:
     body (21), left hand (15), right hand (15), jaw (1)."""
-    return np.concatenate([np.asarray(person.body_pose).reshape(-1, 3), np.asarray(person.left_hand_pose).reshape(-1, 3),
-                           np.asarray(person.right_hand_pose).reshape(-1, 3), np.asarray(person.jaw_pose).reshape(1, 3)])
+    return np.concatenate([np.asarray(getattr(person, name)).reshape(-1, 3) for name, _ in SMPLX_JOINTS])
 
 
 def split_joint_rotations(rotvecs: np.ndarray) -> dict[str, np.ndarray]:

@@ -77,6 +77,17 @@ class Fuser:
         """Current scale factor per camera (metres per unit of its reconstruction)."""
         return {camera: estimate.value for camera, estimate in self.scale_estimates.items()}
 
+    def diagnostics(self) -> dict[str, str]:
+        """Key-value pairs for /diagnostics: each camera's scale factor, with the samples
+        behind it (in the window) and the implausible samples rejected so far."""
+        values = {}
+        for camera, estimate in self.scale_estimates.items():
+            values[f"scale {camera}"] = f"{estimate.value:.4f}"
+            values[f"scale samples {camera}"] = str(estimate.samples)
+            values[f"scale rejected {camera}"] = str(estimate.rejected)
+        values["people known"] = str(self.ids.known_people)
+        return values
+
     def reset_camera(self, camera: str) -> None:
         """The camera's engine was reset (new world, new track ids): forget its tracks and
         anchor its new world at its next frame. Its scale estimate is kept."""
@@ -89,8 +100,11 @@ class Fuser:
         ``c2w``, ``people`` and ``stamp``). Cameras without a frame are simply left out."""
         if not frames:
             raise ValueError("a frame set needs at least one camera's frame")
-        for camera in frames:
+        for camera, frame in frames.items():
             self.rig.check_camera(camera)
+            c2w = np.asarray(frame.c2w)
+            if c2w.shape != (4, 4) or not np.all(np.isfinite(c2w)):
+                raise ValueError(f"camera {camera!r}: c2w must be a finite 4x4 pose, got shape {c2w.shape}")
         scales = self.scales
         cameras = list(frames)
         rig_pose = self._rig_pose(frames, scales)
@@ -187,8 +201,8 @@ class Fuser:
         pelvis_world = None
         if all(p.pelvis_position_cam is not None for p in people):
             # The views' head-to-pelvis offsets, averaged, hang the pelvis from the fused head.
-            offsets = [self.rig.to_rig(detections[i][0], detections[i][1].pelvis_position_cam, scales[detections[i][0]])
-                       - heads_rig[i] for i in rows]
+            offsets = [self.rig.to_rig(camera, person.pelvis_position_cam, scales[camera]) - heads_rig[i]
+                       for i, (camera, person) in zip(rows, (detections[i] for i in rows))]
             pelvis_rig = head_rig + np.average(np.stack(offsets), axis=0, weights=weights)
             pelvis_world = (rig_pose[:3, :3] @ pelvis_rig + rig_pose[:3, 3]).astype(np.float32)
         return FusedPerson(

@@ -80,7 +80,8 @@ class Rig:
         (default: identity, the camera's first frame)."""
         self.check_camera(camera)
         own_pose = np.eye(4) if c2w is None else scaled_pose(c2w, scale)
-        self._anchors[camera] = np.asarray(rig_pose, dtype=np.float64) @ self.extrinsics[camera] @ np.linalg.inv(own_pose)
+        rig_pose = np.asarray(rig_pose, dtype=np.float64)
+        self._anchors[camera] = rig_pose @ self.extrinsics[camera] @ np.linalg.inv(own_pose)
 
     def to_rig(self, camera: str, points_cam: np.ndarray, scale: float) -> np.ndarray:
         """Points (..., 3) in the camera frame (reconstruction units) -> rig frame, metres."""
@@ -100,6 +101,7 @@ class Rig:
             self.rig_pose_from_camera(camera, c2w, scales[camera]) for camera, c2w in c2w_by_camera.items()
         ])
         rig_pose = np.eye(4)
-        rig_pose[:3, :3] = Rotation.from_quat(mean_rotation(Rotation.from_matrix(poses[:, :3, :3]).as_quat())).as_matrix()
+        rotations = Rotation.from_matrix(poses[:, :3, :3]).as_quat()
+        rig_pose[:3, :3] = Rotation.from_quat(mean_rotation(rotations)).as_matrix()
         rig_pose[:3, 3] = poses[:, :3, 3].mean(axis=0)
         return rig_pose

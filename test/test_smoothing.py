@@ -115,6 +115,17 @@ def test_keys_absent_from_an_update_are_forgotten():
     assert np.all(back[1] < 5.0)
 
 
+def test_a_non_finite_sample_passes_through_and_is_not_kept():
+    f = RotationOneEuro(OneEuroSettings())
+    f.update([0, 1], rotz([[0.1], [0.2]]), DT)
+    broken = rotz([[0.2], [0.3]])
+    broken[0, 0, 1, 1] = np.nan
+    out = f.update([0, 1], broken, DT)
+    assert np.isnan(out[0]).any() and np.isfinite(out[1]).all()
+    assert f.keys == [1]
+    np.testing.assert_allclose(f.update([0, 1], rotz([[0.3], [0.4]]), DT)[0], rotz([0.3]), atol=1e-12)  # restarts
+
+
 @pytest.mark.parametrize("field, value", [("min_cutoff", 0.0), ("d_cutoff", -1.0), ("beta", -0.1),
                                           ("min_cutoff", float("nan")), ("fallback_rate_hz", 0.0)])
 def test_bad_settings_are_refused(field, value):

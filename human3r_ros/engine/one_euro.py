@@ -60,6 +60,7 @@ class _KeyedOneEuro:
 
     ``update(keys, samples, dt)`` filters the samples of the keys seen at the previous update,
     passes the samples of new keys through (their first sample) and forgets keys that are absent.
+    A key whose sample is not finite gets it back unchanged and is forgotten too (no NaN is kept).
     Subclasses say how to take a step towards a sample and how to move along it.
     """
 
@@ -88,7 +89,8 @@ class _KeyedOneEuro:
         value = samples.copy()  # new keys: the first sample passes through
         velocity = np.zeros(self._tangent_shape(samples.shape))
         previous = {key: row for row, key in enumerate(self.keys)}
-        rows = [i for i, key in enumerate(keys) if key in previous]
+        finite = np.isfinite(samples).all(axis=tuple(range(1, samples.ndim)))
+        rows = [i for i, key in enumerate(keys) if key in previous and finite[i]]
         if rows:
             old = [previous[keys[i]] for i in rows]
             s = self.settings
@@ -97,7 +99,8 @@ class _KeyedOneEuro:
             cutoff = s.min_cutoff + s.beta * np.linalg.norm(rate, axis=-1, keepdims=True)
             value[rows] = self._move(self.value[old], step * smoothing_factor(cutoff, dt))
             velocity[rows] = rate
-        self.keys, self.value, self.velocity = keys, value, velocity
+        self.keys = [key for key, ok in zip(keys, finite) if ok]
+        self.value, self.velocity = value[finite], velocity[finite]
         return value.copy()
 
     @staticmethod

@@ -37,6 +37,10 @@ class Human3REngine:
     processes the boundary frame as a reset view, then again from the fresh state), the
     plain or TTT3R state update, tracking, pose chaining across resets, focal estimation
     and the SMPL-X body model. Cost and memory do not grow with the stream length.
+
+    Several cameras share the network, the body model and the settings: each camera has
+    its own :class:`CameraStream` (``new_stream()``), and ``step_many`` runs one image per
+    camera in one batched pass. ``step`` / ``reset`` without a stream use ``self.stream``.
     """
 
     def __init__(

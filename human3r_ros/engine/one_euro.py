@@ -37,8 +37,9 @@ class OneEuroSettings:
     Why these defaults: a first-order low-pass lags rate / (2 pi fc) frames, so 2 frames at 30 Hz
     need fc >= 2.4 Hz even for a slowly turning body; at 2.5 Hz the frame-to-frame jitter of a
     30 Hz walk (1 m/s, 2 cm / 3 degree noise) still drops 3.8-4.1 times, with at most 1.85 frames
-    of lag (benchmarks/bench_smoothing.py). beta stays small: the noise alone keeps the speed
-    estimate near 1 m/s or rad/s. (hri_fullbody's 0.3 Hz would lag about 16 frames.)
+    of lag (benchmarks/bench_smoothing.py). beta stays small: min_cutoff already bounds the lag,
+    and a larger beta lets the noise through (at rest, that noise alone reads as about 0.2 m/s or
+    0.5 rad/s of speed). (hri_fullbody's 0.3 Hz would lag about 16 frames.)
     """
 
     min_cutoff: float = 2.5

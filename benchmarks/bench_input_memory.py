@@ -6,6 +6,7 @@ same rgb8 sensor_msgs/Image every frame:
   512x288        decode_image (the node's usual input; the baseline)
   8K full size   raw_image_to_rgb: the whole 7680x4320 RGB image goes to the engine
   8K shrunk      decode_image: shrunk to the 1024x576 working size straight from the message
+  8K Bayer       decode_image of a bayer_rggb8 mosaic (demosaiced in bands of rows)
 
     python benchmarks/bench_input_memory.py [--frames 6] [--case NAME]
 
@@ -26,22 +27,31 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("HUMAN3R_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
-CASES = {"512x288": ((288, 512), "decode_image"), "8K full size": ((4320, 7680), "raw_image_to_rgb"),
-         "8K shrunk": ((4320, 7680), "decode_image")}
+CASES = {"512x288": ((288, 512), "rgb8", "decode_image"),
+         "8K full size": ((4320, 7680), "rgb8", "raw_image_to_rgb"),
+         "8K shrunk": ((4320, 7680), "rgb8", "decode_image"),
+         "8K Bayer": ((4320, 7680), "bayer_rggb8", "decode_image")}
 
 
-def scene(h: int, w: int) -> bytes:
-    """rgb8 bytes of a smooth h x w scene (no noise: the shrink is judged on content)."""
+def scene(h: int, w: int, encoding: str) -> bytes:
+    """rgb8 (or an RGGB mosaic's) bytes of a smooth h x w scene (no noise: the shrink is
+    judged on content)."""
     import cv2
 
     y, x = np.mgrid[0:90, 0:160].astype(np.float32)
     small = np.dstack([127 + 120 * np.sin(x / 9), 127 + 120 * np.cos(y / 7), (x / 160 + y / 90) * 127])
-    return cv2.resize(small.astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR).tobytes()
+    rgb = cv2.resize(small.astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
+    if encoding == "rgb8":
+        return rgb.tobytes()
+    mosaic = rgb[..., 1].copy()
+    mosaic[0::2, 0::2], mosaic[1::2, 1::2] = rgb[0::2, 0::2, 0], rgb[1::2, 1::2, 2]
+    return mosaic.tobytes()
 
 
-def image_message(payload: bytes, h: int, w: int):
-    """A fresh sensor_msgs/Image (rclpy when available, else a plain object with its fields)."""
-    fields = dict(height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3, data=payload)
+def image_message(payload: bytes, h: int, w: int, encoding: str):
+    """A sensor_msgs/Image (rclpy when available, else a plain object with its fields)."""
+    step = w * (3 if encoding == "rgb8" else 1)
+    fields = dict(height=h, width=w, encoding=encoding, is_bigendian=0, step=step, data=payload)
     try:
         from sensor_msgs.msg import Image
     except ImportError:
@@ -56,11 +66,11 @@ def run_case(name: str, frames: int) -> None:
     from human3r_ros.engine.cpu_memory import resident_mb
     from human3r_ros.ros import image_decoding
 
-    (h, w), decoder = CASES[name]
+    (h, w), encoding, decoder = CASES[name]
     # The message is built once, before the engine: its construction copies the bytes twice,
     # and the engine's malloc settings would keep that transient copy resident. Every frame
     # decodes it again, so the per-frame levels are decode + engine.step alone.
-    msg = image_message(scene(h, w), h, w)
+    msg = image_message(scene(h, w, encoding), h, w, encoding)
     engine = Human3REngine.from_checkpoint(REFERENCE / "tiny_plain_checkpoint.pth", size=512)
     decode = {"decode_image": lambda m: image_decoding.decode_image(m, 512).rgb,
               "raw_image_to_rgb": lambda m: image_decoding.raw_image_to_rgb(m, 512)}[decoder]

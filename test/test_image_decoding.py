@@ -266,6 +266,15 @@ def test_huge_images_are_shrunk_to_the_same_model_input():
     model_px = np.array([[0.0, 0.0], [100.5, 37.25], [511.0, 287.0]])
     through_shrink = decoded.to_input_pixels(shrunk_geometry.model_px_to_input_px(model_px))
     np.testing.assert_allclose(through_shrink, geometry.model_px_to_input_px(model_px), atol=1e-9)
+    # mosaics and packed YUV are converted in bands of rows: the same as converting the whole
+    # image and shrinking it (OpenCV's own conversions), but for the rounding of 16-bit values
+    for msg in (raw_msg(mosaic(WIDE(rgb), "gbrg"), "bayer_gbrg16", pad=8, bigendian=True),
+                raw_msg(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_UYVY), "yuv422", pad=4)):
+        banded = dec.decode_image(msg, 512)
+        assert banded.rgb.shape == (576, 1024, 3) and banded.input_hw == (h, w)
+        whole = cv2.resize(dec.raw_image_to_rgb(msg), None, fx=1 / 3, fy=1 / 3, interpolation=cv2.INTER_AREA)
+        whole = cv2.resize(whole, (1024, 576), interpolation=cv2.INTER_AREA)
+        assert np.abs(banded.rgb.astype(int) - whole).max() <= 1, msg.encoding
     small = dec.decode_image(raw_msg(rgb[:288, :512], "rgb8"), 512)  # small images are untouched
     assert not small.downscaled
     np.testing.assert_array_equal(small.rgb, rgb[:288, :512])

@@ -8,7 +8,7 @@ channels scaled to 8 bits by 255/65535 (cv_bridge's convertTo factor).
 Limits are checked before any pixel work: the smaller side must have MIN_SIDE pixels and the
 image must crop to a model image (the engine's own rule, engine.preprocess). Images much larger
 than the model input are shrunk first (decode_image), so an 8K frame never gets a full-size
-RGB copy.
+RGB copy (mosaics and packed YUV are converted in bands of rows).
 """
 
 from __future__ import annotations
@@ -120,6 +120,23 @@ def _shrink(pixels: np.ndarray, shape: Optional[tuple[int, int]]) -> np.ndarray:
     return cv2.resize(pixels, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
 
 
+def _convert_and_shrink(pixels: np.ndarray, code: int, shape: tuple[int, int]) -> np.ndarray:
+    """Colour-convert a mosaic or packed image band by band, each band area-averaged by a
+    whole factor at once: never a full-size RGB copy."""
+    height = pixels.shape[0]
+    factor = min(height // shape[0], pixels.shape[1] // shape[1])
+    if factor < 2:
+        return _shrink(_to_8bit(_to_rgb(pixels, code)), shape)
+    band = 2 * factor * -(-64 // factor)  # ~128 rows; even, so every band keeps the Bayer phase
+    context = 2  # rows each side the demosaic reads across a band edge
+    parts = []
+    for top in range(0, height, band):
+        first, last = max(top - context, 0), min(top + band + context, height)
+        rgb = _to_rgb(pixels[first:last], code)[top - first:top - first + band]
+        parts.append(cv2.resize(_to_8bit(rgb), None, fx=1 / factor, fy=1 / factor, interpolation=cv2.INTER_AREA))
+    return cv2.resize(np.concatenate(parts), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+
+
 def _to_8bit(pixels: np.ndarray) -> np.ndarray:
     if pixels.dtype == np.uint8:
         return pixels
@@ -177,8 +194,10 @@ def _decode_raw(msg, size: int, shrink: bool) -> DecodedImage:
     target = working_shape((height, width), size) if shrink else None
     if layout.shrink_first:  # resize the message's own pixels: no full-size copy
         rgb = _to_rgb(_to_8bit(_shrink(pixels, target)), layout.to_rgb)
-    else:  # mosaics and packed YUV are converted at full size first
-        rgb = _shrink(_to_8bit(_to_rgb(pixels, layout.to_rgb)), target)
+    elif target is None:  # mosaics and packed YUV need their colour conversion first
+        rgb = _to_8bit(_to_rgb(pixels, layout.to_rgb))
+    else:
+        rgb = _convert_and_shrink(pixels, layout.to_rgb, target)
     return DecodedImage(rgb, (height, width))
 
 

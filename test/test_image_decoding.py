@@ -296,3 +296,20 @@ def test_rosbags_messages_decode_as_rclpy_ones(frames):
             data=np.frombuffer(bytes(ros.data), np.uint8))
         np.testing.assert_array_equal(dec.raw_image_to_rgb(bag), dec.raw_image_to_rgb(ros))
         assert dec.decode_image(bag, SIZE).input_hw == frames[0].shape[:2]
+
+
+def test_huge_compressed_images_are_decoded_small():
+    h, w = 2160, 3840
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    rgb = np.dstack([127 + 120 * np.sin(x / 97), 127 + 120 * np.cos(y / 61), (x + y) * 255 / (h + w)]).astype(np.uint8)
+    today, geometry = resize_and_crop(rgb, 512)
+    ok, jpg = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    ok, png16 = cv2.imencode(".png", WIDE(rgb[..., ::-1]))
+    for data in (jpg, png16):  # JPEG decodes at 1/2 size (DCT scaling), PNG whole then shrunk
+        decoded = dec.decode_image(CompressedImage(format="jpeg", data=data.tobytes()), 512)
+        assert decoded.input_hw == (h, w) and decoded.rgb.shape == (576, 1024, 3)
+        shrunk, shrunk_geometry = resize_and_crop(decoded.rgb, 512)
+        assert shrunk_geometry.crop_top_left == geometry.crop_top_left
+        assert np.abs(shrunk.astype(int) - today).max() <= 4
+    # full-size decoding stays available (and the limits are read from the header first)
+    assert dec.compressed_image_to_rgb(CompressedImage(format="jpeg", data=jpg.tobytes())).shape == (h, w, 3)

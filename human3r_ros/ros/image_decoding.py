@@ -13,11 +13,13 @@ RGB copy (mosaics and packed YUV are converted in bands of rows).
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 import cv2
 import numpy as np
+import PIL.Image
 
 from human3r_ros.engine.preprocess import check_model_image_shape, resized_size
 
@@ -201,6 +203,20 @@ def _decode_raw(msg, size: int, shrink: bool) -> DecodedImage:
     return DecodedImage(rgb, (height, width))
 
 
+def _compressed_header(data: np.ndarray) -> Optional[tuple[int, int, str]]:
+    """(height, width, format) from a compressed image's header, None when Pillow cannot
+    read it (imdecode then has the last word)."""
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as image:  # reads the header, not the pixels
+            return image.height, image.width, image.format
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+# JPEG decodes straight to 1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling)
+_JPEG_REDUCED = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 2: cv2.IMREAD_REDUCED_COLOR_2}
+
+
 def _decode_compressed(msg, size: int, shrink: bool) -> DecodedImage:
     if "compresseddepth" in msg.format.lower():
         raise UnsupportedEncodingError(
@@ -210,7 +226,16 @@ def _decode_compressed(msg, size: int, shrink: bool) -> DecodedImage:
     if data.size == 0:
         raise ImageConversionError("empty compressed image")
     # UNCHANGED keeps 16-bit PNGs 16-bit (scaled below as raw 16-bit images are)
-    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    flags, target, header = cv2.IMREAD_UNCHANGED, None, _compressed_header(data) if shrink else None
+    if header is not None:  # limits and working size before decoding
+        height, width, file_format = header
+        check_input_size(height, width, size)
+        target = working_shape((height, width), size)
+        factor = next((f for f in _JPEG_REDUCED if target is not None and file_format == "JPEG"
+                       and height // f >= target[0] and width // f >= target[1]), None)
+        if factor is not None:  # EXIF orientation ignored, as UNCHANGED does
+            flags = _JPEG_REDUCED[factor] | cv2.IMREAD_IGNORE_ORIENTATION
+    pixels = cv2.imdecode(data, flags)
     if pixels is None:
         raise ImageConversionError(
             f"could not decode compressed image (format '{msg.format}', {data.size} bytes): corrupt or not JPEG/PNG")
@@ -219,9 +244,10 @@ def _decode_compressed(msg, size: int, shrink: bool) -> DecodedImage:
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     code = {1: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGB}[pixels.shape[2]]
-    height, width = pixels.shape[:2]
-    check_input_size(height, width, size)
-    target = working_shape((height, width), size) if shrink else None
+    if header is None:
+        height, width = pixels.shape[:2]
+        check_input_size(height, width, size)
+        target = working_shape((height, width), size) if shrink else None
     return DecodedImage(_to_rgb(_to_8bit(_shrink(pixels, target)), code), (height, width))
 
 

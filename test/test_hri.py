@@ -226,7 +226,7 @@ def test_publishers_follow_tracked_bodies(harness, body_model):
     harness.add_node(node)
     now = [100.0]
     publishers = hri.HriBodyPublishers(node, timeout_s=2.0, body_ids=hri_arrays.BodyIds("tst"),
-                                       clock=lambda: now[0])
+                                       clock=lambda: now[0], close_ack_timeout_s=10.0)  # a loaded VM
     tracked = harness.collect(IdsList, hri.TRACKED_TOPIC)
     rois = harness.collect(NormalizedRegionOfInterest2D, "/humans/bodies/tst1/roi")
     skeletons = harness.collect(Skeleton2D, "/humans/bodies/tst1/skeleton2d")
@@ -300,7 +300,7 @@ def test_cameras_share_the_tracked_list(harness, body_model):
     node = Node("hri_test_cameras", context=harness.context)
     harness.add_node(node)
     now = [0.0]
-    publishers = hri.HriBodyPublishers(node, timeout_s=1.0, clock=lambda: now[0])
+    publishers = hri.HriBodyPublishers(node, timeout_s=1.0, clock=lambda: now[0], close_ack_timeout_s=10.0)
     tracked = harness.collect(IdsList, hri.TRACKED_TOPIC)
     frame = synthetic_frame(body_model, [[0.0, -0.5, 3.0]], [0.8], [0], with_body=False)
     header = Header(stamp=stamp(2.0), frame_id="front_optical")

@@ -26,7 +26,6 @@ from human3r_ros.ros.hri_arrays import BodyIds, frame_hri_arrays, roi_pixel_box
 
 BODIES_NAMESPACE = "/humans/bodies"
 TRACKED_TOPIC = f"{BODIES_NAMESPACE}/tracked"
-CLOSE_ACK_TIMEOUT_S = 0.5  # close() waits this long at most for listeners to get the empty list
 # libhri / pyhri subscribe to every REP-155 topic with the system-default QoS (reliable,
 # volatile): a reliable, volatile publisher reaches them and best-effort subscribers alike.
 HRI_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
@@ -72,16 +71,18 @@ class HriBodyPublishers:
 
     Several cameras (each with its own tracker) share one manager: each names its bodies with
     its own BodyIds, and the tracked list holds every camera's latest bodies (a camera silent
-    for `timeout_s` drops out of it). `body_ids`: the namer of the default camera ""."""
+    for `timeout_s` drops out of it). `body_ids`: the namer of the default camera "";
+    `close_ack_timeout_s`: how long close() waits at most for listeners to get the empty list."""
 
     def __init__(self, node, timeout_s: float = 5.0, body_ids: Optional[BodyIds] = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, close_ack_timeout_s: float = 1.0) -> None:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
         self._node = node
         self.timeout_s = float(timeout_s)
         self._namers = {"": body_ids or BodyIds()}  # camera -> its BodyIds
         self._clock = clock
+        self._close_ack_timeout_s = float(close_ack_timeout_s)
         self._lock = threading.Lock()
         self._tracked = node.create_publisher(IdsList, TRACKED_TOPIC, HRI_QOS)
         self._bodies: dict[str, dict] = {}  # id -> {"seen": clock time, topic name -> publisher}
@@ -159,7 +160,7 @@ class HriBodyPublishers:
                 if any(ids for _, ids in self._latest.values()):
                     self._tracked.publish(ids_message([], Header(stamp=self._node.get_clock().now().to_msg())))
                     # destroyed at once, the publisher may never deliver it: wait (briefly) for the acks
-                    self._tracked.wait_for_all_acked(Duration(seconds=CLOSE_ACK_TIMEOUT_S))
+                    self._tracked.wait_for_all_acked(Duration(seconds=self._close_ack_timeout_s))
                 self._latest.clear()
                 self._node.destroy_publisher(self._tracked)
                 self._tracked = None

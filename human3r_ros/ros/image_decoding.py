@@ -240,7 +240,8 @@ def _decode_compressed(msg, size: int, shrink: bool) -> DecodedImage:
         raise ImageConversionError(
             f"could not decode compressed image (format '{msg.format}', {data.size} bytes): corrupt or not JPEG/PNG")
     if pixels.dtype not in (np.uint8, np.uint16):
-        raise UnsupportedEncodingError(f"compressed image of {pixels.dtype} values; only 8- and 16-bit images are accepted")
+        raise UnsupportedEncodingError(
+            f"compressed image of {pixels.dtype} values; only 8- and 16-bit images are accepted")
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     code = {1: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGB}[pixels.shape[2]]

@@ -51,9 +51,11 @@ class CameraCalibration:
                 f"distortion model '{self.distortion_model}' is not supported; accepted: "
                 f"{', '.join(DISTORTION_MODELS)}")
         if len(self.d) != count:
-            raise CalibrationError(f"{self.distortion_model} takes {count} distortion coefficients, d has {len(self.d)}")
+            raise CalibrationError(
+                f"{self.distortion_model} takes {count} distortion coefficients, d has {len(self.d)}")
         if self.k[0] <= 0 or self.k[4] <= 0:
-            raise CalibrationError(f"camera info k has focal lengths {self.k[0]}, {self.k[4]}: the camera is not calibrated")
+            raise CalibrationError(
+                f"camera info k has focal lengths {self.k[0]}, {self.k[4]}: the camera is not calibrated")
 
     @classmethod
     def from_camera_info(cls, info) -> "CameraCalibration":

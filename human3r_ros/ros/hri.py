@@ -22,6 +22,11 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from human3r_ros.ros.conversions import array_to_image, stamp_to_ns
+
+try:  # Iron and later
+    from rclpy.event_handler import PublisherEventCallbacks
+except ImportError:  # Humble: the same class, older module name
+    from rclpy.qos_event import PublisherEventCallbacks
 from human3r_ros.ros.hri_arrays import BodyIds, frame_hri_arrays, roi_pixel_box
 
 BODIES_NAMESPACE = "/humans/bodies"
@@ -30,6 +35,14 @@ TRACKED_TOPIC = f"{BODIES_NAMESPACE}/tracked"
 # volatile): a reliable, volatile publisher reaches them and best-effort subscribers alike.
 HRI_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.VOLATILE)
+
+
+def _create_publisher(node, msg_type, topic: str):
+    # No QoS event handlers: they are waitables of the node, and destroying one from the worker
+    # thread while an executor thread puts it in its wait set kills that executor thread
+    # (InvalidHandle, seen in test_hri). Publishers themselves are never waited on.
+    return node.create_publisher(msg_type, topic, HRI_QOS,
+                                 event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
 
 
 def body_topic(body_id: str, name: str) -> str:
@@ -84,7 +97,7 @@ class HriBodyPublishers:
         self._clock = clock
         self._close_ack_timeout_s = float(close_ack_timeout_s)
         self._lock = threading.Lock()
-        self._tracked = node.create_publisher(IdsList, TRACKED_TOPIC, HRI_QOS)
+        self._tracked = _create_publisher(node, IdsList, TRACKED_TOPIC)
         self._bodies: dict[str, dict] = {}  # id -> {"seen": clock time, topic name -> publisher}
         self._latest: dict[str, tuple[float, list[str]]] = {}  # camera -> (clock time, its last ids)
 
@@ -172,7 +185,7 @@ class HriBodyPublishers:
     def _publisher(self, body_id: str, name: str):
         body = self._bodies[body_id]
         if name not in body:
-            body[name] = self._node.create_publisher(self._TOPIC_TYPES[name], body_topic(body_id, name), HRI_QOS)
+            body[name] = _create_publisher(self._node, self._TOPIC_TYPES[name], body_topic(body_id, name))
         return body[name]
 
     def _drop(self, body_id: str) -> None:

@@ -34,11 +34,17 @@ def make_engine(reference_dir, case, with_body=True):
     )
 
 
+# World points compose the chained camera pose across periodic resets with the camera-frame
+# points, so float rounding adds up there: on AVX2 kernels (AMD EPYC) the reset case reaches
+# 1.7e-5 of the range (below 8e-6 on AVX-512 Xeons); every other output stays at the default.
+ATOL_SCALE = {"frame_pts3d_world": 3e-5}
+
+
 def assert_matches_reference(arrays, z):
     np.testing.assert_array_equal(arrays["hf_frame"], z["hf_frame"])
     np.testing.assert_array_equal(arrays["hf_smpl_id"], z["hf_smpl_id"])
     for key in FRAME_KEYS + PERSON_KEYS:
-        assert_close_ref(arrays[key], z[key], key)
+        assert_close_ref(arrays[key], z[key], key, atol_scale=ATOL_SCALE.get(key, 1e-5))
 
 
 @pytest.mark.parametrize("case", ["plain", "ttt3r", "reset"])

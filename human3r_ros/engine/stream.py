@@ -23,16 +23,24 @@ class StepOutcome:
 
 
 class StampedStream:
-    def __init__(self, engine):
+    """One camera's time rules around its engine stream (``camera`` = an engine CameraStream;
+    None: the engine's own camera)."""
+
+    def __init__(self, engine, camera=None):
         self.engine = engine
+        self.camera = camera
         self.last_stamp_ns: int | None = None
 
     def reset(self) -> None:
-        self.engine.reset()
+        self.engine.reset(self.camera)
         self.last_stamp_ns = None
 
     def step(self, rgb: np.ndarray, stamp_ns: int) -> StepOutcome:
-        note, time_reset = None, False
+        return step_streams([(self, rgb, stamp_ns)])[0]
+
+    def _admit(self, stamp_ns: int) -> StepOutcome:
+        """Before the engine: a repeated stamp is refused (result None, skip_reason set); time
+        going backwards resets this camera first."""
         if stamp_ns and self.last_stamp_ns is not None and stamp_ns <= self.last_stamp_ns:
             if stamp_ns == self.last_stamp_ns:
                 return StepOutcome(None, f"same stamp as the previous image ({stamp_ns} ns)",
@@ -40,11 +48,34 @@ class StampedStream:
             note = (f"time went backwards ({self.last_stamp_ns * 1e-9:.3f} s -> {stamp_ns * 1e-9:.3f} s): "
                     "state reset, new sequence")
             self.reset()
-            time_reset = True
-        result = self.engine.step(rgb, stamp=stamp_ns * 1e-9)
+            return StepOutcome(None, note, time_reset=True)
+        return StepOutcome(None)
+
+    def _finish(self, admitted: StepOutcome, result: FrameResult, stamp_ns: int) -> StepOutcome:
         if not np.isfinite(result.c2w).all():
             self.reset()  # a non-finite pose poisons the recurrent state
-            return StepOutcome(None, "non-finite camera pose: state reset", time_reset, "non_finite_pose")
+            return StepOutcome(None, "non-finite camera pose: state reset", admitted.time_reset, "non_finite_pose")
         if stamp_ns:
             self.last_stamp_ns = stamp_ns
-        return StepOutcome(result, note, time_reset)
+        return StepOutcome(result, admitted.note, admitted.time_reset)
+
+
+def step_streams(frames) -> list[StepOutcome]:
+    """``[(StampedStream, rgb, stamp_ns), ...]`` of distinct cameras on one engine -> one outcome
+    each, in order. One camera runs ``engine.step``; several run as one ``engine.step_many``
+    (batched forward passes), with the same results as stepping each alone."""
+    admitted = [stream._admit(stamp_ns) for stream, _, stamp_ns in frames]
+    todo = [i for i, a in enumerate(admitted) if a.skip_reason is None]
+    if len(todo) == 1:
+        stream, rgb, stamp_ns = frames[todo[0]]
+        results = [stream.engine.step(rgb, stamp=stamp_ns * 1e-9, stream=stream.camera)]
+    elif todo:
+        engine = frames[todo[0]][0].engine
+        results = engine.step_many([(engine.stream if frames[i][0].camera is None else frames[i][0].camera,
+                                     frames[i][1], frames[i][2] * 1e-9) for i in todo])
+    else:
+        results = []
+    outcomes = list(admitted)
+    for i, result in zip(todo, results):
+        outcomes[i] = frames[i][0]._finish(admitted[i], result, frames[i][2])
+    return outcomes

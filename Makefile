@@ -8,7 +8,7 @@ ROS ?= kilted
 ENV_FILE := $(if $(filter kilted,$(ROS)),env.sh,env-$(ROS).sh)
 ENV := source $(ENV_FILE)
 
-.PHONY: help setup demo test bench clean distclean
+.PHONY: help setup demo test bench gpu-check clean distclean
 
 help:
 	@echo "make setup     create .venv, build the ROS interfaces into install/, write env.sh"
@@ -16,6 +16,7 @@ help:
 	@echo "make test      run the test suite (pytest)"
 	@echo "               any target with ROS=jazzy: the same against ROS 2 Jazzy (.venv-jazzy, env-jazzy.sh)"
 	@echo "make bench     latency and memory benchmarks (engine, node overhead)"
+	@echo "make gpu-check every GPU figure in one run (out/gpu-check.json); a CPU dry run without CUDA"
 	@echo "make clean     remove build*/, install*/, log*/ and env*.sh (keeps the venvs)"
 	@echo "make distclean clean, and remove .venv/ and .venv-jazzy/ too"
 
@@ -34,6 +35,9 @@ test: setup
 
 bench: setup
 	@$(ENV) && python benchmarks/bench_engine.py && python benchmarks/bench_node.py
+
+gpu-check: setup
+	@$(ENV) && python scripts/gpu_check.py
 
 clean:
 	rm -rf build install log env.sh build-jazzy install-jazzy log-jazzy env-jazzy.sh out .pytest_cache *.egg-info

@@ -144,11 +144,11 @@ def test_out_of_memory_skips_one_frame_and_goes_on(harness, reference_dir, frame
         real_step = engine.step
         calls = []
 
-        def step_out_of_memory_once(rgb, stamp=None):
+        def step_out_of_memory_once(rgb, stamp=None, stream=None):
             calls.append(stamp)
             if len(calls) == 2:
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-            return real_step(rgb, stamp=stamp)
+            return real_step(rgb, stamp=stamp, stream=stream)
 
         engine.step = step_out_of_memory_once
         # a warning first, then an error: the two severities must not collide in the logger
@@ -179,11 +179,11 @@ def test_worker_thread_that_ends_is_restarted_and_reported(harness, reference_di
         real_step = engine.step
         calls = []
 
-        def step_ending_the_thread_once(rgb, stamp=None):
+        def step_ending_the_thread_once(rgb, stamp=None, stream=None):
             calls.append(stamp)
             if len(calls) == 1:
                 raise EndTheWorker("ended on purpose")
-            return real_step(rgb, stamp=stamp)
+            return real_step(rgb, stamp=stamp, stream=stream)
 
         engine.step = step_ending_the_thread_once
         rig.pub.publish(image_msg(frames[0], 300.0))

@@ -89,6 +89,7 @@ class BagMessages:
             vertices=np.zeros(0, np.float32) if vertices is None else np.asarray(vertices, np.float32).reshape(-1),
             roi=self._msg("sensor_msgs/msg/RegionOfInterest", x_offset=x, y_offset=y, height=h, width=w,
                           do_rectify=False),
+            cameras=[], camera_track_ids=np.zeros(0, np.uint32),  # one camera: no fused views
         )
 
     def _cloud(self, result, header):

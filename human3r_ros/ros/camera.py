@@ -7,9 +7,10 @@ import threading
 from typing import Callable
 
 from rclpy.qos import QoSPolicyKind, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from human3r_ros.ros.counters import StreamCounters
+from human3r_ros.ros.rectification import CalibrationError, CameraCalibration, Rectifier
 
 try:  # Jazzy and later
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -71,9 +72,15 @@ class Camera:
         self.stream = None  # engine.stream.StampedStream while a model is loaded
         self.qos_problem = ""  # set by an incompatible-QoS event, cleared by the next image
         self.reliability = ""
+        self.compressed = False
+        self.calibration: CameraCalibration | None = None  # from the newest CameraInfo
+        self.calibration_problem = ""  # why the newest CameraInfo cannot be used
+        self.rectifier = Rectifier()  # undistortion maps built once per calibration
+        self.model_focal_px = float("nan")  # the model's focal estimate of the last processed frame
         self._slots = slots
         self._on_event = on_event  # lets the node report at once
         self._sub = None
+        self._info_sub = None
 
     @property
     def topic_name(self) -> str:
@@ -87,6 +94,7 @@ class Camera:
         self.unsubscribe(node)
         self.qos_problem = ""
         self.reliability = reliability
+        self.compressed = compressed
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
                                             message_lost=self._on_message_lost)
         self._sub = node.create_subscription(CompressedImage if compressed else Image, self.topic,
@@ -94,10 +102,23 @@ class Camera:
                                              callback_group=callback_group, event_callbacks=events)
         self.counters.restart_silence()
 
+    def subscribe_camera_info(self, node, topic: str, callback_group) -> None:
+        """The newest CameraInfo on `topic` is kept (sensor-data QoS: any publisher serves it)."""
+        self.calibration, self.calibration_problem = None, ""
+        self._info_sub = node.create_subscription(CameraInfo, topic, self._on_camera_info,
+                                                  image_qos("best_effort"), callback_group=callback_group)
+
     def unsubscribe(self, node) -> None:
-        if self._sub is not None:
-            node.destroy_subscription(self._sub)
-            self._sub = None
+        for sub in (self._sub, self._info_sub):
+            if sub is not None:
+                node.destroy_subscription(sub)
+        self._sub = self._info_sub = None
+
+    def _on_camera_info(self, msg) -> None:
+        try:
+            self.calibration, self.calibration_problem = CameraCalibration.from_camera_info(msg), ""
+        except CalibrationError as exc:
+            self.calibration, self.calibration_problem = None, f"CameraInfo on {self._info_sub.topic_name}: {exc}"
 
     def _on_image(self, msg) -> None:
         self.qos_problem = ""
@@ -115,7 +136,7 @@ class Camera:
     def _on_message_lost(self, info) -> None:
         self.counters.on_lost(info.total_count_change)
 
-    def description(self, compressed: bool) -> str:
-        kind = "CompressedImage" if compressed else "Image"
+    def description(self) -> str:
+        kind = "CompressedImage" if self.compressed else "Image"
         return f"{self.topic_name} ({kind}, {self.reliability})"
 

@@ -36,12 +36,14 @@ from human3r_ros.ros.msg_arrays import (  # noqa: F401
     CLOUD_FIELDS as _CLOUD_FIELD_SPECS,
     CLOUD_POINT_DTYPE,
     SUPPORTED_ENCODINGS,
+    DecodedImage,
     ImageConversionError,
     UnsupportedEncodingError,
     body_frame_matrix,
     boxes_to_input_rois,
     cloud_points,
     compressed_image_to_rgb,
+    decode_image,
     frame_colours,
     human_fields,
     ns_to_sec_nanosec,
@@ -107,10 +109,13 @@ def body_poses(people: Sequence) -> list[Pose]:
 
 
 def body_transforms(people: Sequence, stamp: Time, world_frame: str, prefix: str,
-                    poses: Optional[Sequence[Pose]] = None) -> list[TransformStamped]:
-    """TF of each body_<id> frame; `poses` = body_poses(people) when the caller has them."""
+                    poses: Optional[Sequence[Pose]] = None,
+                    names: Optional[Sequence[str]] = None) -> list[TransformStamped]:
+    """TF of each <prefix><name> frame (name: the track id, or `names`, e.g. REP-155 body ids);
+    `poses` = body_poses(people) when the caller has them."""
     poses = body_poses(people) if poses is None else poses
-    return [pose_to_transform(pose, stamp, world_frame, f"{prefix}{p.track_id}") for p, pose in zip(people, poses)]
+    names = [str(p.track_id) for p in people] if names is None else names
+    return [pose_to_transform(pose, stamp, world_frame, f"{prefix}{name}") for name, pose in zip(names, poses)]
 
 
 def points_to_msgs(points: np.ndarray) -> list[Point]:
@@ -154,6 +159,22 @@ def frame_to_human_array(result, people: Sequence, header: Header, *, input_hw: 
         humans=[person_to_msg(p, roi, pose, include_vertices)
                 for p, roi, pose in zip(people, rois, body_poses(people) if poses is None else poses)],
     )
+
+
+def fused_to_human_array(fused, header: Header, poses: Optional[Sequence[Pose]] = None) -> HumanArray:
+    """A fusion.FusedFrame -> HumanArray in the rig world: `id` is the global id, `cameras` and
+    `camera_track_ids` name each view; camera_pose is the rig's pose."""
+    poses = body_poses(fused.people) if poses is None else poses
+    humans = []
+    for person, pose in zip(fused.people, poses):
+        msg = Human(**human_fields(person, person_id=person.person_id))
+        msg.pose = pose
+        hx, hy, hz = np.asarray(person.head_position_world, dtype=np.float64).tolist()
+        msg.head_position = Point(x=hx, y=hy, z=hz)
+        msg.cameras = [view.camera for view in person.views]
+        msg.camera_track_ids = [int(view.track_id) for view in person.views]
+        humans.append(msg)
+    return HumanArray(header=header, camera_pose=matrix_to_pose(fused.rig_pose), humans=humans)
 
 
 # --------------------------------------------------------------------------- point cloud

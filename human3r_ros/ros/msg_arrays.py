@@ -86,10 +86,11 @@ _HUMAN_PARAMETER_LENGTHS = {"body_pose": 63, "left_hand_pose": 45, "right_hand_p
                             "betas": 10, "expression": 10}
 
 
-def human_fields(person) -> dict:
-    """Id, score and SMPL-X parameters of human3r_msgs/Human for one engine Person (float32
-    arrays); the points, pose and roi fields are the message builders' part."""
-    fields = {"id": int(person.track_id), "score": float(person.score),
+def human_fields(person, person_id: int | None = None) -> dict:
+    """Id, score and SMPL-X parameters of human3r_msgs/Human for one engine Person, or a fused
+    person with its global `person_id` (float32 arrays); the points, pose and roi fields are
+    the message builders' part."""
+    fields = {"id": int(person.track_id if person_id is None else person_id), "score": float(person.score),
               # the engine's global_orient is camera-relative; the message carries the world one
               "global_orient": np.asarray(person.global_orient_world, dtype=np.float32).reshape(3)}
     for name, length in _HUMAN_PARAMETER_LENGTHS.items():

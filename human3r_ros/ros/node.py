@@ -26,7 +26,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import rclpy
@@ -37,16 +37,19 @@ from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CompressedImage
 from std_srvs.srv import Trigger
 
 from human3r_ros.engine.cpu_memory import keep_freed_memory
-from human3r_ros.engine.stream import StampedStream
+from human3r_ros.engine.one_euro import OneEuroSettings
+from human3r_ros.engine.stream import StampedStream, step_streams
 from human3r_ros.ros import conversions as conv
 from human3r_ros.ros import parameters as params
 from human3r_ros.ros.camera import Camera, FrameSlots
 from human3r_ros.ros.diagnostics import DiagnosticsReporter, memory_figures
-from human3r_ros.ros.outputs import StreamOutputs, TfSender
+from human3r_ros.ros.fused_outputs import FusedOutputs, camera_world_frame
+from human3r_ros.ros.hri import HriBodyPublishers
+from human3r_ros.ros.outputs import OutputFrames, StreamOutputs, TfSender
+from human3r_ros.ros.rectification import calibrated_focal_model_px
 from human3r_ros.ros.problems import (ERROR, WARN, FrameProblem, ProblemLog, RosLogHandler, conversion_problem,
                                       engine_problem, log_at)
 from human3r_ros.ros.worker import SupervisedWorker
@@ -57,6 +60,17 @@ WATCHDOG_PERIOD_S = 0.5  # a dead worker is noticed and restarted within this
 PROBLEM_HOLD_S = 2.0  # a frame problem or a worker restart colours the status this long
 SHUTDOWN_WAIT_S = 1.5  # a frame still in flight at shutdown is not waited for longer than this
 LIVE_INPUT_PARAMETERS = ("compressed", "reliability")  # applied while active by subscribing anew
+
+
+@dataclass
+class FrameJob:
+    """One image on its way: its camera, message, stamp, the decoded image and what the model sees."""
+
+    camera: Camera
+    msg: object
+    stamp_ns: int
+    decoded: object  # image_decoding.DecodedImage
+    rgb: object  # H x W x 3 uint8: decoded.rgb, undistorted when rectify is on
 
 
 class Human3RNode(LifecycleNode):
@@ -83,10 +97,18 @@ class Human3RNode(LifecycleNode):
         self._events_lock = threading.Lock()
         self._recent_problem: tuple[float, bytes, str] | None = None  # (monotonic, level, text)
         self._worker_fault: tuple[float, str] | None = None
+        self._download_note = ""  # checkpoint download progress while configuring
 
+        # One camera on 'image', or several (parameter cameras): each with its own input and outputs.
+        names = list(self._settings.cameras) or [""]
+        if self._settings.cameras:
+            params.declare_camera_parameters(self, names, self._settings)
         self._slots = FrameSlots()
-        self._cameras = {"": Camera("", "image", self._slots, self._on_camera_event)}
+        self._cameras = {name: Camera(name, f"{name}/image" if name else "image", self._slots, self._on_camera_event)
+                         for name in names}
         self._outputs: dict[str, StreamOutputs] = {}
+        self._fused: Optional[FusedOutputs] = None  # several cameras with extrinsics
+        self._hri: Optional[HriBodyPublishers] = None
         self._tf: Optional[TfSender] = None
         self._worker = SupervisedWorker("human3r_worker", self._worker_loop)
 
@@ -117,6 +139,9 @@ class Human3RNode(LifecycleNode):
             if p.name in params.ON_CONFIGURE and self._engine is not None:
                 return SetParametersResult(successful=False, reason=(
                     f"{p.name} is read when the model loads; cleanup the node, set it, then configure again"))
+            if p.name in params.ON_ACTIVATE and self._active:
+                return SetParametersResult(successful=False, reason=(
+                    f"{p.name} is read on activate; deactivate the node, set it, then activate again"))
             error = params.validation_error(p.name, p.value, current)
             if error:
                 return SetParametersResult(successful=False, reason=error)
@@ -124,7 +149,7 @@ class Human3RNode(LifecycleNode):
 
     def _refresh_settings(self, changes) -> None:
         self._settings = params.snapshot(self)
-        if self._active and any(p.name in LIVE_INPUT_PARAMETERS for p in changes):
+        if self._active and any(p.name.split(".")[-1] in LIVE_INPUT_PARAMETERS for p in changes):
             self._subscribe_cameras()  # applied now: a new subscription with the new type and QoS
 
     # ------------------------------------------------------------------ lifecycle
@@ -148,7 +173,8 @@ class Human3RNode(LifecycleNode):
         with self._engine_lock:
             self._engine = engine
             for camera in self._cameras.values():
-                camera.stream = StampedStream(engine)
+                # one network; each camera its own state (the single camera: the engine's own)
+                camera.stream = StampedStream(engine, engine.new_stream() if camera.name else None)
         self._configure_error = ""
         mesh = "with SMPL-X body model" if engine.has_body_model else "without body model (no meshes)"
         self.get_logger().info(f"loaded {s.checkpoint} on {engine.device} ({s.precision}), {mesh}")
@@ -164,8 +190,17 @@ class Human3RNode(LifecycleNode):
         except ImportError:
             self._tf = None
             self._warn_once("tf", "neither tf2_ros nor tf2_msgs is installed: TF output disabled")
+        s = self._settings
         self._outputs = {name: StreamOutputs(self, f"~/{name}/" if name else "~/", self._tf)
                          for name in self._cameras}
+        self._fused = self._fused_outputs(s)
+        self._hri = HriBodyPublishers(self, timeout_s=s.hri_body_timeout) if s.hri else None
+        if s.camera_info:
+            for camera in self._cameras.values():
+                camera.subscribe_camera_info(self, f"{camera.name}/{s.camera_info}" if camera.name else s.camera_info,
+                                             self._image_group)
+        elif s.rectify:
+            self._warn_once("rectify", "rectify is set but camera_info is empty: images go to the model as they come")
         self._slots.clear()
         self._worker.start()
         self._active = True
@@ -199,9 +234,9 @@ class Human3RNode(LifecycleNode):
 
     def _load_engine(self, s: params.Settings):
         if not s.checkpoint:
-            raise ValueError("parameter 'checkpoint' is empty: set it to a Human3R checkpoint file")
-        if not os.path.isfile(s.checkpoint):
-            raise FileNotFoundError(f"checkpoint file not found: {s.checkpoint}")
+            raise ValueError("parameter 'checkpoint' is empty: set it to a Human3R checkpoint file or a released "
+                             "name (e.g. human3r_672S)")
+        checkpoint = self._checkpoint_file(s)
         if s.body_model_dir and not os.path.isdir(s.body_model_dir):
             raise FileNotFoundError(f"body_model_dir is not a folder: {s.body_model_dir}")
         import torch
@@ -218,16 +253,65 @@ class Human3RNode(LifecycleNode):
                                f"{torch.__version__}; set device:=cpu")
         from human3r_ros.engine import Human3REngine
 
+        smoothing = None if s.smoothing == "off" else OneEuroSettings(
+            s.smoothing_min_cutoff, s.smoothing_beta, s.smoothing_d_cutoff)
         return Human3REngine.from_checkpoint(
-            s.checkpoint, body_model_dir=s.body_model_dir or None, device=device, precision=s.precision,
+            checkpoint, body_model_dir=s.body_model_dir or None, device=device, precision=s.precision,
             ttt3r=s.ttt3r, reset_interval=s.reset_interval, size=s.image_size,
-            det_threshold=s.detection_threshold, compile_mode=s.compile)
+            det_threshold=s.detection_threshold, compile_mode=s.compile, smoothing=smoothing)
+
+    def _checkpoint_file(self, s: params.Settings):
+        """The checkpoint's file: a path as given, or a released name resolved (and on first use
+        downloaded and verified) through the Hugging Face cache, with progress in the log and on
+        /diagnostics."""
+        from human3r_ros.model.hub import is_weights_name, progress_logger, resolve_checkpoint
+
+        log = self.get_logger().info
+        if is_weights_name(s.checkpoint):
+            log(f"checkpoint '{s.checkpoint}': released weights; a first download (3-5 GB) makes configure "
+                "take minutes")
+
+        def progress(text: str) -> None:
+            log(text)
+            with self._events_lock:
+                self._download_note = text
+            self._diagnostics.publish()
+
+        try:
+            path = resolve_checkpoint(s.checkpoint, s.checkpoint_revision or None,
+                                      progress=progress_logger(progress, every_s=5.0), log=log)
+        finally:
+            with self._events_lock:
+                self._download_note = ""
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint file not found: {path}")
+        return path
+
+    def _fused_outputs(self, s: params.Settings) -> Optional[FusedOutputs]:
+        """Several cameras: the fuser over the cameras that have extrinsics (None without two)."""
+        if not s.cameras:
+            return None
+        if s.rig_frame:
+            self._warn_once("rig_frame", "rig_frame is set, but extrinsics from TF are not implemented: using the "
+                            "extrinsics.<camera> parameters")
+        extrinsics = {c: e for c in s.cameras if (e := params.camera_extrinsics(self, c)) is not None}
+        missing = [c for c in s.cameras if c not in extrinsics]
+        if missing:
+            self._warn_once("extrinsics", f"no extrinsics.<camera> for {', '.join(missing)}: "
+                            f"{'those cameras are' if len(missing) > 1 else 'that camera is'} not fused")
+        if not extrinsics:
+            return None
+        from human3r_ros.fusion import Fuser, Rig
+
+        return FusedOutputs(self, Fuser(Rig(extrinsics), gate=s.fusion_gate, estimate_scale=s.fusion_estimate_scale),
+                            self._tf)
 
     def _subscribe_cameras(self) -> None:
         s = self._settings
         for camera in self._cameras.values():
-            camera.subscribe(self, s.compressed, s.reliability, self._image_group)
-            self.get_logger().info(f"listening on {camera.description(s.compressed)}")
+            compressed, reliability = params.camera_input(self, camera.name, s)
+            camera.subscribe(self, compressed, reliability, self._image_group)
+            self.get_logger().info(f"listening on {camera.description()}")
 
     def _stop_streaming(self, wait_s: Optional[float] = None) -> bool:
         """Stop the input and the worker; False when a frame was still in flight after `wait_s`."""
@@ -241,6 +325,12 @@ class Human3RNode(LifecycleNode):
         for outputs in self._outputs.values():
             outputs.close()
         self._outputs = {}
+        if self._fused is not None:
+            self._fused.close()
+            self._fused = None
+        if self._hri is not None:
+            self._hri.close()
+            self._hri = None
         if self._tf is not None:
             self._tf.close(self)
             self._tf = None
@@ -281,63 +371,129 @@ class Human3RNode(LifecycleNode):
             for camera in self._cameras.values():
                 if camera.stream is not None:
                     camera.stream.reset()
-        for outputs in self._outputs.values():
+        for camera in self._cameras.values():
+            self._new_sequence(camera)
+
+    def _new_sequence(self, camera: Camera) -> None:
+        """After a camera's state was reset: its path, its REP-155 ids and its place in the rig."""
+        outputs = self._outputs.get(camera.name)
+        if outputs is not None:
             outputs.clear_path()
+        hri, fused = self._hri, self._fused
+        if hri is not None:
+            hri.new_sequence(camera.name)
+        if fused is not None:
+            fused.reset_camera(camera.name)
 
     # ------------------------------------------------------------------ the worker
 
     def _worker_loop(self, stop: threading.Event) -> None:
         order = list(self._cameras)
         while not stop.is_set():
-            for name, msg in self._slots.take(order, timeout=0.1):
-                if stop.is_set():
-                    return
-                self._process_frame(self._cameras[name], msg)
+            taken = self._slots.take(order, timeout=0.1)
+            if taken:
+                self._process_frames([(self._cameras[name], msg) for name, msg in taken])
 
-    def _process_frame(self, camera: Camera, msg) -> None:
-        """One frame, start to end; whatever fails stays inside this frame."""
+    def _process_frames(self, frames) -> None:
+        """The newest frame of each waiting camera, start to end, in one batched engine pass;
+        whatever fails stays inside its own frame."""
         started = time.monotonic()
+        prepared = [job for camera, msg in frames if (job := self._prepare(camera, msg)) is not None]
+        if not prepared:
+            return
+        for job, outcome in zip(prepared, self._run_engine(prepared)):
+            if isinstance(outcome, FrameProblem):
+                self._frame_problem(job.camera, job.stamp_ns, outcome)
+            else:
+                self._publish_frame(job, outcome, started)
+        fused = self._fused
+        if fused is not None:
+            try:
+                fused.publish(self._settings, self._settings.sync_slop)
+            except Exception as exc:
+                self._note(ERROR, f"fusion failed: {type(exc).__name__}: {exc}")
+
+    def _prepare(self, camera: Camera, msg) -> Optional[FrameJob]:
+        """Decode (and undistort) one image; None when it cannot go to the model."""
+        s = self._settings
         stamp_ns = conv.stamp_to_ns(msg.header.stamp)
         try:
-            rgb = conv.compressed_image_to_rgb(msg) if isinstance(msg, CompressedImage) else conv.image_to_rgb(msg)
+            decoded = conv.decode_image(msg, s.image_size)
         except conv.ImageConversionError as exc:
             return self._frame_problem(camera, stamp_ns, conversion_problem(exc))
         except Exception as exc:  # a decoder bug must not end the stream either
             return self._frame_problem(camera, stamp_ns, FrameProblem("invalid_image", f"{type(exc).__name__}: {exc}"))
+        rgb = decoded.rgb
+        if s.rectify and s.camera_info:
+            calibration = camera.calibration
+            if calibration is None:
+                self._warn_once(f"no_info:{camera.name}", f"rectify: no usable CameraInfo yet for {camera.topic_name} "
+                                f"{camera.calibration_problem}; frames go to the model undistorted until one comes")
+            else:
+                try:
+                    rgb = camera.rectifier.rectify(rgb, calibration)
+                except Exception as exc:
+                    return self._frame_problem(camera, stamp_ns, FrameProblem("invalid_image", f"rectify: {exc}"))
+        if stamp_ns == 0:
+            self._warn_once("zero_stamp", "images carry no stamp (0): outputs will too, and the "
+                            "time-going-backwards check is off")
+        return FrameJob(camera, msg, stamp_ns, decoded, rgb)
+
+    def _run_engine(self, jobs: list[FrameJob]) -> list:
+        """One StepOutcome or FrameProblem per job. Several cameras run as one batch; if the
+        batch fails, each frame runs alone so that only the failing one is lost."""
         try:
             with self._engine_lock:
-                stream = camera.stream
-                if stream is None:
-                    return None  # released meanwhile
-                if stamp_ns == 0:
-                    self._warn_once("zero_stamp", "images carry no stamp (0): outputs will too, and the "
-                                    "time-going-backwards check is off")
-                stream.engine.max_people = self._settings.max_people  # an output setting: may change live
-                outcome = stream.step(rgb, stamp_ns)
-                faces = stream.engine.faces
+                streams = [job.camera.stream for job in jobs]
+                if any(stream is None for stream in streams):
+                    return [FrameProblem("engine_error", "the model was released meanwhile")] * len(jobs)
+                streams[0].engine.max_people = self._settings.max_people  # an output setting: may change live
+                return step_streams([(stream, job.rgb, job.stamp_ns) for stream, job in zip(streams, jobs)])
         except Exception as exc:
+            if len(jobs) > 1:
+                return [self._run_engine([job])[0] for job in jobs]
             problem = engine_problem(exc)
             if problem.reason == "out_of_memory":
                 self._free_device_cache()
-            return self._frame_problem(camera, stamp_ns, problem)
+            return [problem]
+
+    def _publish_frame(self, job: FrameJob, outcome, started: float) -> None:
+        camera = job.camera
         if outcome.time_reset:  # a looping bag or a restarted source: a new sequence
             camera.counters.on_time_reset()
-            outputs = self._outputs.get(camera.name)
-            if outputs is not None:
-                outputs.clear_path()
-            self._note(WARN, outcome.note)
+            self._new_sequence(camera)
+            self._note(WARN, f"camera {camera.name}: {outcome.note}" if camera.name else outcome.note)
         if outcome.result is None:
-            return self._frame_problem(camera, stamp_ns, FrameProblem(outcome.skip_reason, outcome.note))
+            return self._frame_problem(camera, job.stamp_ns, FrameProblem(outcome.skip_reason, outcome.note))
+        s, result = self._settings, outcome.result
         try:
+            people = conv.publishable_people(result)
+            hri, body_names = self._hri, None
+            if hri is not None:
+                body_names = [hri.body_id(p.track_id, camera.name) for p in people]
+                hri.publish(result, people, job.msg.header, job.rgb.shape[:2], image=job.rgb, camera=camera.name)
             outputs = self._outputs.get(camera.name)
             if outputs is not None:
-                outputs.publish(self._settings, outcome.result, msg.header, rgb.shape[:2], faces, self._warn_once)
+                outputs.publish(s, self._frames(camera), result, job.msg.header, job.decoded,
+                                camera.stream.engine.faces, self._warn_once, people, body_names)
         except Exception as exc:
-            return self._frame_problem(camera, stamp_ns, FrameProblem(
+            return self._frame_problem(camera, job.stamp_ns, FrameProblem(
                 "publish_error", f"publishing failed: {type(exc).__name__}: {exc}"))
-        age_s = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
+        camera.model_focal_px = result.focal
+        fused = self._fused
+        if fused is not None:
+            fused.add(camera.name, job.stamp_ns, result)
+        age_s = (self.get_clock().now().nanoseconds - job.stamp_ns) * 1e-9
         camera.counters.on_processed(time.monotonic() - started, age_s)
         return None
+
+    def _frames(self, camera: Camera) -> OutputFrames:
+        """One camera's TF frames: the node's own, or per camera named so that none collide."""
+        s = self._settings
+        if not camera.name:
+            return OutputFrames(s.world_frame, s.camera_frame, s.body_frame_prefix)
+        return OutputFrames(camera_world_frame(s.world_frame, camera.name), f"{s.camera_frame}_{camera.name}",
+                            f"{s.body_frame_prefix}{camera.name}_")
 
     def _free_device_cache(self) -> None:
         import torch
@@ -371,6 +527,9 @@ class Human3RNode(LifecycleNode):
         self._diagnostics.level_may_have_changed()
 
     def _watch_worker(self) -> None:
+        hri = self._hri
+        if hri is not None:
+            hri.expire()  # per-body topics of bodies gone also while no frames come
         reason = self._worker.check() if self._active else None
         if reason:
             text = f"the worker thread ended ({reason}); restarted it"
@@ -394,7 +553,10 @@ class Human3RNode(LifecycleNode):
             recent, fault = self._recent_problem, self._worker_fault
         qos = [c.qos_problem for c in cameras if c.qos_problem]
         silent = [c for c in cameras if c.subscribed and c.counters.silent_s() > NO_IMAGE_WARNING_S]
-        if self._configure_error:
+        download = self._download_note
+        if download:
+            level, message = DiagnosticStatus.OK, f"configuring: {download}"
+        elif self._configure_error:
             level, message = ERROR, self._configure_error
         elif engine is None:
             level, message = DiagnosticStatus.OK, "unconfigured"
@@ -415,15 +577,30 @@ class Human3RNode(LifecycleNode):
             level, message = DiagnosticStatus.OK, "processing"
         values = {"state": "active" if self._active else "configured" if engine is not None else "unconfigured"}
         if len(cameras) == 1:
-            values.update(cameras[0].counters.figures())
+            values.update(self._camera_figures(cameras[0]))
         values["worker_restarts"] = self._worker.restarts
+        fused = self._fused
+        if fused is not None:
+            values.update(fused.figures())
         values.update(memory_figures(device))
         name = self.get_fully_qualified_name()
         statuses = [conv.diagnostic_status(name, device, level, message, values)]
         if len(cameras) > 1:
             statuses += [conv.diagnostic_status(f"{name}: {c.name}", device, DiagnosticStatus.OK,
-                                                c.topic_name, c.counters.figures()) for c in cameras]
+                                                c.topic_name, self._camera_figures(c)) for c in cameras]
         return statuses
+
+    def _camera_figures(self, camera: Camera) -> dict:
+        values = camera.counters.figures()
+        if self._settings.camera_info:
+            calibration = camera.calibration
+            # a quick sanity check of the reconstruction's scale: the model's focal against the calibrated one
+            values["model_focal_px"] = camera.model_focal_px
+            values["calibrated_focal_px"] = (float("nan") if calibration is None else calibrated_focal_model_px(
+                calibration, self._settings.image_size, rectified=self._settings.rectify))
+            if camera.calibration_problem:
+                values["camera_info_problem"] = camera.calibration_problem
+        return values
 
 
 def main(args=None) -> int:

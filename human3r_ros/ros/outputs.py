@@ -4,7 +4,7 @@ TF. Messages are built by human3r_ros.ros.conversions; this only owns publishers
 from __future__ import annotations
 
 import threading
-from typing import Optional
+from typing import NamedTuple, Optional, Sequence
 
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Path
@@ -47,6 +47,14 @@ class TfSender:
         node.destroy_publisher(self._publisher)
 
 
+class OutputFrames(NamedTuple):
+    """TF frame names of one camera's outputs."""
+
+    world: str
+    camera: str
+    body_prefix: str
+
+
 class StreamOutputs:
     """Publishers under `prefix` (e.g. "~/" or "~/front/") and the camera path they publish."""
 
@@ -75,32 +83,36 @@ class StreamOutputs:
         publisher = self.pubs.get(key)
         return publisher is not None and publisher.get_subscription_count() > 0
 
-    def publish(self, s, result, image_header, input_hw, faces, warn_once) -> None:
+    def publish(self, s, frames: OutputFrames, result, image_header, decoded, faces, warn_once,
+                people: Sequence, body_names: Optional[Sequence[str]] = None) -> None:
         """Everything one processed frame yields, stamped with the image's stamp. `s`: the node's
-        settings snapshot; `warn_once(key, text)`: the node's one-time warnings."""
+        settings snapshot; `decoded`: the image_decoding.DecodedImage the engine saw (its input
+        size and pixel mapping); `people`: conv.publishable_people(result); `body_names`: the
+        body frames' suffixes (default: track ids); `warn_once(key, text)`: one-time warnings."""
         pubs = self.pubs
         if not pubs:
             return  # deactivated meanwhile
-        header = Header(stamp=image_header.stamp, frame_id=s.world_frame)
+        header = Header(stamp=image_header.stamp, frame_id=frames.world)
         camera_pose = conv.matrix_to_pose(result.c2w)
         with self._lock:
             conv.append_to_path(self._path, PoseStamped(header=header, pose=camera_pose), s.path_max_length)
             # a long path is the costliest message after the cloud: copy it only for listeners
             path = (Path(header=self._path.header, poses=list(self._path.poses))
                     if s.publish_path and self.listened("path") else None)
-        people = conv.publishable_people(result)
         poses = conv.body_poses(people)
+        to_input = result.to_input_pixels if not decoded.downscaled else (
+            lambda xy: decoded.to_input_pixels(result.to_input_pixels(xy)))
         pubs["humans"].publish(conv.frame_to_human_array(
-            result, people, header, input_hw=input_hw, to_input_pixels=result.to_input_pixels,
+            result, people, header, input_hw=decoded.input_hw, to_input_pixels=to_input,
             include_vertices=s.publish_vertices, camera_pose=camera_pose, poses=poses))
         if s.publish_tf and self.tf is not None:
-            transforms = conv.body_transforms(people, header.stamp, s.world_frame, s.body_frame_prefix, poses)
-            if s.camera_frame == image_header.frame_id:
-                warn_once("camera_frame", f"camera_frame '{s.camera_frame}' is the image's own frame, which "
+            transforms = conv.body_transforms(people, header.stamp, frames.world, frames.body_prefix, poses,
+                                              names=body_names)
+            if frames.camera == image_header.frame_id:
+                warn_once("camera_frame", f"camera_frame '{frames.camera}' is the image's own frame, which "
                           "already has a parent: not publishing it (choose another camera_frame)")
             else:
-                transforms.insert(0, conv.pose_to_transform(camera_pose, header.stamp, s.world_frame,
-                                                            s.camera_frame))
+                transforms.insert(0, conv.pose_to_transform(camera_pose, header.stamp, frames.world, frames.camera))
             self.tf.send(transforms)
         if s.publish_cloud and self.listened("cloud"):
             pubs["cloud"].publish(conv.pointmap_to_cloud(

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Mapping, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.parameter import Parameter
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -25,6 +26,7 @@ class Settings:
     """Current parameter values (the worker reads one consistent snapshot per frame)."""
 
     checkpoint: str = ""
+    checkpoint_revision: str = ""
     body_model_dir: str = ""
     device: str = "auto"
     precision: str = "fp32"
@@ -51,10 +53,26 @@ class Settings:
     autostart: bool = False
     reset_on_deactivate: bool = False
     path_max_length: int = 1000
+    smoothing: str = "off"
+    smoothing_min_cutoff: float = 2.5
+    smoothing_beta: float = 0.1
+    smoothing_d_cutoff: float = 1.0
+    camera_info: str = ""
+    rectify: bool = False
+    hri: bool = False
+    hri_body_timeout: float = 5.0
+    cameras: tuple = ()
+    sync_slop: float = 0.05
+    rig_frame: str = ""
+    fusion_gate: float = 0.6
+    fusion_estimate_scale: bool = True
 
 
 _TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
+          tuple: ParameterType.PARAMETER_STRING_ARRAY}
+SMOOTHINGS = ("off", "one_euro")
+CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 def _int_range(low: int, high: int, step: int = 0) -> dict:
@@ -67,7 +85,12 @@ def _float_range(low: float, high: float) -> dict:
 
 # name -> (description, extra descriptor fields)
 _SPECS = {
-    "checkpoint": ("Human3R checkpoint: official .pth container or .safetensors. Loaded on configure.", {}),
+    "checkpoint": ("Human3R checkpoint: a file (official .pth container or .safetensors) or a released name "
+                   "(human3r_672S, human3r_672B, human3r_672L, human3r_896L), downloaded from Hugging Face on first "
+                   "use into the HF cache and verified (weights CC BY-NC-SA 4.0: non-commercial); the first "
+                   "download makes configure take minutes.", {}),
+    "checkpoint_revision": ("With a released name in 'checkpoint': the huggingface.co/faneggg/human3r commit to "
+                            "use instead of the pinned one (empty: pinned).", {}),
     "body_model_dir": ("Folder containing smplx/SMPLX_NEUTRAL.npz. Empty: no body model (no joints or "
                        "meshes; body_<id> frames sit at the head joint instead of the pelvis).", {}),
     "device": ("Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N.",
@@ -105,19 +128,54 @@ _SPECS = {
                      "robot's own camera frame (that frame already has a parent).", {}),
     "body_frame_prefix": ("Prefix of the per-person TF frames: <prefix><id>.", {}),
     "compressed": ("Subscribe to sensor_msgs/CompressedImage on 'image' instead of sensor_msgs/Image. "
-                   "Applied on activate.", {}),
-    "reliability": ("QoS reliability of the image subscription: best_effort (sensor data) or reliable. "
-                    "Applied on activate.", {"additional_constraints": "best_effort | reliable"}),
+                   "Applied at once (subscribes anew).", {}),
+    "reliability": ("QoS reliability of the image subscription: best_effort (sensor data; receives from any "
+                    "publisher) or reliable (cannot receive from a best-effort camera). Applied at once.",
+                    {"additional_constraints": "best_effort | reliable"}),
     "autostart": ("Configure and activate right after start (instead of waiting for lifecycle commands).",
                   {"read_only": True}),
     "reset_on_deactivate": ("Clear the recurrent state and tracks when the node is deactivated.", {}),
     "path_max_length": ("Number of camera poses kept in ~/camera_path (0 = unlimited).",
                         _int_range(0, 1_000_000)),
+    "smoothing": ("Temporal smoothing of each tracked person's position, orientation and joint rotations: off, "
+                  "or one_euro (One-Euro filter per track, rotations on SO(3)).",
+                  {"additional_constraints": "off | one_euro"}),
+    "smoothing_min_cutoff": ("One-Euro cutoff at rest, Hz: lower is smoother but lags more.",
+                             _float_range(0.01, 100.0)),
+    "smoothing_beta": ("One-Euro cutoff increase per m/s (positions) or rad/s (rotations): higher lags less "
+                       "in fast motion.", _float_range(0.0, 100.0)),
+    "smoothing_d_cutoff": ("One-Euro cutoff of the speed estimate, Hz.", _float_range(0.01, 100.0)),
+    "camera_info": ("sensor_msgs/CameraInfo topic of the camera (relative names are remapped and namespaced; "
+                    "with several cameras, <camera>/<camera_info>); empty: unused. Enables rectify and the "
+                    "calibrated-focal diagnostics. Applied on activate.", {}),
+    "rectify": ("Undistort images with the newest CameraInfo (plumb_bob, rational_polynomial, equidistant) "
+                "before the model, which assumes a pinhole camera. Applied on activate.", {}),
+    "hri": ("Publish REP-155 (ROS4HRI) bodies: /humans/bodies/tracked and per body roi, cropped and skeleton2d; "
+            "body_<id> TF frames then use the REP-155 body ids. Applied on activate.", {}),
+    "hri_body_timeout": ("Seconds after which the per-body REP-155 topics of a body no longer tracked go away.",
+                         _float_range(0.1, 3600.0)),
+    "cameras": ("Camera names served by this node (empty: one camera on 'image'). Camera <name> is read from "
+                "<name>/image, its outputs go under ~/<name>/, and people seen by several cameras are fused on "
+                "~/humans. Per camera: <name>.compressed, <name>.reliability, extrinsics.<name>.",
+                {"read_only": True}),
+    "sync_slop": ("Largest stamp difference (s) between the cameras' frames fused into one set.",
+                  _float_range(0.0, 10.0)),
+    "rig_frame": ("With several cameras: the TF frame of the rig; when tf2_ros is available the extrinsics come "
+                  "from TF (rig_frame -> each image's frame_id) instead of extrinsics.<camera>. Empty: parameters.",
+                  {}),
+    "fusion_gate": ("Largest association cost between two cameras' people (0.8 per metre + 0.2 per radian of "
+                    "body-pose difference); farther pairs are never fused.", _float_range(0.01, 100.0)),
+    "fusion_estimate_scale": ("Estimate each camera's scale against the rig's metric extrinsics from people "
+                              "seen by two cameras (reported on /diagnostics).", {}),
 }
 
 # Read when the model is loaded.
-ON_CONFIGURE = frozenset({"checkpoint", "body_model_dir", "device", "precision", "compile", "cpu_threads",
-                          "image_size", "ttt3r", "reset_interval", "detection_threshold"})
+ON_CONFIGURE = frozenset({"checkpoint", "checkpoint_revision", "body_model_dir", "device", "precision", "compile",
+                          "cpu_threads", "image_size", "ttt3r", "reset_interval", "detection_threshold",
+                          "smoothing", "smoothing_min_cutoff", "smoothing_beta", "smoothing_d_cutoff",
+                          "fusion_gate", "fusion_estimate_scale"})
+# Read on activate; refused while active (a silent no-op change would be worse than a refusal).
+ON_ACTIVATE = frozenset({"camera_info", "rectify", "hri", "hri_body_timeout", "rig_frame"})
 DEFAULTS = Settings()
 
 
@@ -125,18 +183,63 @@ def descriptor(name: str) -> ParameterDescriptor:
     description, extra = _SPECS[name]
     if name in ON_CONFIGURE:
         description += " Read on configure: change it while unconfigured."
+    if name in ON_ACTIVATE:
+        description += " Change it while inactive."
     return ParameterDescriptor(name=name, type=_TYPES[type(getattr(DEFAULTS, name))],
                                description=description, **extra)
 
 
+def _default(name: str):
+    value = getattr(DEFAULTS, name)
+    # an empty list has no type of its own: declared by type, it reads back as unset
+    return Parameter.Type.STRING_ARRAY if isinstance(value, tuple) else value
+
+
 def declare(node) -> Settings:
     """Declare every parameter on `node` (overrides from YAML/launch apply) and return a snapshot."""
-    node.declare_parameters("", [(f.name, getattr(DEFAULTS, f.name), descriptor(f.name)) for f in fields(Settings)])
+    node.declare_parameters("", [(f.name, _default(f.name), descriptor(f.name)) for f in fields(Settings)])
     return snapshot(node)
 
 
+def _value(node, name: str):
+    value = node.get_parameter_or(name, None).value
+    return tuple(value or ()) if isinstance(getattr(DEFAULTS, name), tuple) else value
+
+
 def snapshot(node) -> Settings:
-    return Settings(**{f.name: node.get_parameter(f.name).value for f in fields(Settings)})
+    return Settings(**{f.name: _value(node, f.name) for f in fields(Settings)})
+
+
+def declare_camera_parameters(node, cameras, settings: Settings) -> dict:
+    """Per-camera parameters for several cameras: <camera>.compressed and <camera>.reliability
+    (defaults: the node-wide values) and extrinsics.<camera> ([x, y, z, qx, qy, qz, qw] of the
+    camera's optical frame in the rig frame; unset: that camera is not fused)."""
+    declared = {}
+    for camera in cameras:
+        declared[camera] = node.declare_parameters("", [
+            (f"{camera}.compressed", settings.compressed, ParameterDescriptor(
+                type=ParameterType.PARAMETER_BOOL, description=f"Camera {camera}: {_SPECS['compressed'][0]}")),
+            (f"{camera}.reliability", settings.reliability, ParameterDescriptor(
+                type=ParameterType.PARAMETER_STRING, description=f"Camera {camera}: {_SPECS['reliability'][0]}",
+                additional_constraints="best_effort | reliable")),
+            (f"extrinsics.{camera}", Parameter.Type.DOUBLE_ARRAY, ParameterDescriptor(
+                type=ParameterType.PARAMETER_DOUBLE_ARRAY, read_only=True,
+                description=(f"Pose of camera {camera}'s optical frame in the rig frame: [x, y, z, qx, qy, qz, qw] "
+                             "(metres, unit quaternion), e.g. from the robot's URDF. Unset: not fused."))),
+        ])
+    return declared
+
+
+def camera_input(node, camera: str, settings: Settings) -> tuple[bool, str]:
+    """(compressed, reliability) of one camera (the node-wide values for the single camera "")."""
+    if not camera:
+        return settings.compressed, settings.reliability
+    return (node.get_parameter(f"{camera}.compressed").value, node.get_parameter(f"{camera}.reliability").value)
+
+
+def camera_extrinsics(node, camera: str):
+    value = node.get_parameter_or(f"extrinsics.{camera}", None).value
+    return None if value is None or len(value) == 0 else list(value)
 
 
 def _frame_error(name: str, value: str) -> Optional[str]:
@@ -153,8 +256,15 @@ def validation_error(name: str, value, current: Mapping[str, object]) -> Optiona
         return f"precision '{value}' must be one of {', '.join(PRECISIONS)}"
     if name == "compile" and value not in COMPILE_MODES:
         return f"compile '{value}' must be one of {', '.join(COMPILE_MODES)}"
-    if name == "reliability" and value not in RELIABILITIES:
-        return f"reliability '{value}' must be one of {', '.join(RELIABILITIES)}"
+    if (name == "reliability" or name.endswith(".reliability")) and value not in RELIABILITIES:
+        return f"{name} '{value}' must be one of {', '.join(RELIABILITIES)}"
+    if name == "smoothing" and value not in SMOOTHINGS:
+        return f"smoothing '{value}' must be one of {', '.join(SMOOTHINGS)}"
+    if name == "cameras":
+        bad = [c for c in value if not CAMERA_NAME.match(c)]
+        if bad or len(set(value)) != len(value):
+            return (f"cameras {list(value)}: names must be distinct, start with a letter and hold only letters, "
+                    "digits and '_' (they become topic and frame names)")
     if name == "image_size" and (value % 16 or value == 224):
         return (f"image_size {value} must be a multiple of 16 other than 224 "
                 "(224 selects the square-crop path of 224-px models)")

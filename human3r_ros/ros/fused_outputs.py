@@ -20,8 +20,10 @@ def camera_world_frame(world_frame: str, camera: str) -> str:
 
 
 class FusedOutputs:
-    """Collects each fused camera's newest result; publish() fuses the ones within `sync_slop_s`
-    of the newest and not fused before (each view joins one frame set)."""
+    """Frame sets of the fused cameras' newest results: a set closes when every fused camera
+    has a view in it, or when a camera already in it brings a newer frame (the others were
+    late). Views farther than `sync_slop` from the set's newest are left out; each view joins
+    one set. publish() fuses and publishes the closed sets."""
 
     def __init__(self, node, fuser, tf) -> None:
         self._node = node
@@ -29,6 +31,7 @@ class FusedOutputs:
         self._tf = tf
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[int, object]] = {}  # camera -> (stamp ns, FrameResult)
+        self._closed: list[dict[str, tuple[int, object]]] = []
         self._publisher = node.create_publisher(HumanArray, "~/humans", OUTPUT_QOS)
 
     @property
@@ -36,9 +39,18 @@ class FusedOutputs:
         return self.fuser.rig.cameras
 
     def add(self, camera: str, stamp_ns: int, result) -> None:
-        if camera in self.cameras:
-            with self._lock:
-                self._pending[camera] = (stamp_ns, result)
+        if camera not in self.cameras:
+            return
+        with self._lock:
+            if camera in self._pending:
+                self._close()
+            self._pending[camera] = (stamp_ns, result)
+            if len(self._pending) == len(self.cameras):
+                self._close()
+
+    def _close(self) -> None:
+        self._closed.append(self._pending)
+        self._pending = {}
 
     def reset_camera(self, camera: str) -> None:
         if camera in self.cameras:
@@ -47,21 +59,24 @@ class FusedOutputs:
                 self.fuser.reset_camera(camera)
 
     def publish(self, s, sync_slop_s: float) -> None:
-        """Fuse and publish the pending views of one frame set (`s`: the node's settings)."""
+        """Fuse and publish the closed frame sets (`s`: the node's settings)."""
         with self._lock:
-            if not self._pending:
-                return
-            newest = max(stamp for stamp, _ in self._pending.values())
-            views = {c: r for c, (stamp, r) in self._pending.items() if newest - stamp <= sync_slop_s * 1e9}
-            self._pending.clear()  # older views missed their set: they are not fused later
-            fused = self.fuser.fuse(views)
-        stamp = conv.ns_to_stamp(newest)
+            closed, self._closed = self._closed, []
+        for views in closed:
+            newest = max(stamp for stamp, _ in views.values())
+            members = {c: r for c, (stamp, r) in views.items() if newest - stamp <= sync_slop_s * 1e9}
+            with self._lock:
+                fused = self.fuser.fuse(members)
+            self._publish(s, fused, newest, members)
+
+    def _publish(self, s, fused, stamp_ns: int, cameras) -> None:
+        stamp = conv.ns_to_stamp(stamp_ns)
         header = Header(stamp=stamp, frame_id=s.world_frame)
         poses = conv.body_poses(fused.people)
         self._publisher.publish(conv.fused_to_human_array(fused, header, poses))
         if s.publish_tf and self._tf is not None:
             transforms = [conv.pose_to_transform(conv.matrix_to_pose(self.fuser.rig.anchor(c)), stamp, s.world_frame,
-                                                 camera_world_frame(s.world_frame, c)) for c in views]
+                                                 camera_world_frame(s.world_frame, c)) for c in cameras]
             transforms += conv.body_transforms(fused.people, stamp, s.world_frame, s.body_frame_prefix, poses,
                                                names=[str(p.person_id) for p in fused.people])
             self._tf.send(transforms)

@@ -127,7 +127,9 @@ class Human3RNode(LifecycleNode):
         return self._worker.busy
 
     def destroy_node(self) -> None:
-        logging.getLogger("human3r_ros").removeHandler(self._log_handler)
+        handler = getattr(self, "_log_handler", None)  # absent when __init__ refused the parameters
+        if handler is not None:
+            logging.getLogger("human3r_ros").removeHandler(handler)
         super().destroy_node()
 
     # ------------------------------------------------------------------ parameters

@@ -91,7 +91,9 @@ class Camera:
         return self._sub is not None
 
     def subscribe(self, node, compressed: bool, reliability: str, callback_group) -> None:
-        self.unsubscribe(node)
+        """(Re)subscribe the images with this type and QoS (the CameraInfo subscription stays)."""
+        if self._sub is not None:
+            node.destroy_subscription(self._sub)
         self.qos_problem = ""
         self.reliability = reliability
         self.compressed = compressed

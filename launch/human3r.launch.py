@@ -7,6 +7,12 @@ The node is configured as soon as it starts and activated once configuration suc
 (lifecycle events, like `ros2 lifecycle set`). A failed configure leaves it unconfigured with the
 reason in the log. Other parameters come from `params_file` (default: the installed
 config/human3r.yaml); `checkpoint`, `body_model_dir` and `device` given here override it.
+
+Several cameras on one node: a params file with `cameras` and `extrinsics` (see the installed
+config/two_cameras.yaml); each camera reads <name>/image:
+
+    ros2 launch human3r_ros human3r.launch.py params_file:=$(ros2 pkg prefix human3r_ros)/share/human3r_ros/config/two_cameras.yaml \
+        checkpoint:=human3r_672S
 """
 
 from launch import LaunchDescription

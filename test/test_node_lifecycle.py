@@ -196,3 +196,18 @@ def test_params_file_applies_in_any_namespace(harness, tmp_path):
         assert node._settings.cloud_decimation == 5
     finally:
         node.destroy_node()
+
+
+def test_two_camera_params_file(harness, reference_dir):
+    # the worked example of the README, read by rcl as `--params-file` passes it
+    node = Human3RNode(context=harness.context, cli_args=[
+        "--ros-args", "--params-file", str(CONFIG.parent / "two_cameras.yaml"),
+        "-p", f"checkpoint:={reference_dir / REFERENCE_FILES['checkpoint']}"])
+    try:
+        assert list(node._cameras) == ["front", "left"]
+        assert [c.topic for c in node._cameras.values()] == ["front/image", "left/image"]
+        assert params.camera_input(node, "left", node._settings) == (True, "best_effort")
+        assert params.camera_extrinsics(node, "left")[:3] == [-0.10, 0.0, 0.0]
+        assert node._fused_outputs(node._settings).cameras == ["front", "left"]
+    finally:
+        node.destroy_node()

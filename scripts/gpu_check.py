@@ -47,6 +47,9 @@ PERSON_KEYS = ("hf_global_orient", "hf_body_pose", "hf_left_hand_pose", "hf_righ
                "hf_betas", "hf_expression", "hf_transl_cam", "hf_verts_cam", "hf_joints_cam",
                "hf_transl_pelvis_cam", "hf_verts_world", "hf_joints_world", "hf_R_world", "hf_transl_world",
                "hf_T_world_body", "hf_T_cam_body", "hf_j_head_body")
+# as test/test_engine.py: world points chain the camera pose across resets, so rounding adds up there
+# (1.7e-5 of the range on AVX2 kernels in the reset case); every other output at the default 1e-5
+ATOL_SCALE = {"frame_pts3d_world": 3e-5}
 HALF_KEYS = ("frame_pts3d_world", "frame_c2w", "hf_transl_world")  # deviation of fp16 / bf16 from fp32
 HALF_TOLERANCE = {"fp16": 0.01, "bf16": 0.05}  # of max|x|, as test/test_engine.py allows
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -98,7 +101,7 @@ def correctness(device: str, half_cases=CASES) -> dict:
                      and np.array_equal(fp32["hf_smpl_id"], z["hf_smpl_id"]))
         worst_key, worst_ratio, worst_rel = None, 0.0, 0.0
         for key in FRAME_KEYS + PERSON_KEYS:
-            ratio, rel = reference_tolerance(fp32[key], z[key])
+            ratio, rel = reference_tolerance(fp32[key], z[key], atol_scale=ATOL_SCALE.get(key, 1e-5))
             if ratio >= worst_ratio:
                 worst_key, worst_ratio, worst_rel = key, ratio, rel
         half = {}
@@ -117,7 +120,8 @@ def correctness(device: str, half_cases=CASES) -> dict:
         cases.append({"case": case, "fp32_matches_reference": ok, "people_rows_equal": bool(same_rows),
                       "worst_key": worst_key, "worst_diff_over_tolerance": worst_ratio,
                       "worst_diff_of_max": worst_rel, "half": half})
-    return {"device": device, "tolerance": "rtol 1e-4 + 1e-5 * max|x| (test/test_engine.py)", "cases": cases,
+    return {"device": device, "tolerance": "rtol 1e-4 + 1e-5 * max|x| (world points 3e-5), as test/test_engine.py",
+            "cases": cases,
             "half_tolerance_of_max": HALF_TOLERANCE, "passed": bool(passed)}
 
 

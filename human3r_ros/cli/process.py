@@ -47,14 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     io = p.add_argument_group("input / output")
-    io.add_argument("--input", required=True, type=Path, metavar="PATH",
+    io.add_argument("--input", required=True, type=Path, metavar="PATH", action="append",
                     help="video file, folder of png/jpg/jpeg/bmp images (natural name order), .npz with "
-                         "'frames_uint8' (N x H x W x 3 RGB), or ROS 2 bag (.mcap file, or bag folder)")
+                         "'frames_uint8' (N x H x W x 3 RGB), or ROS 2 bag (.mcap file, or bag folder); "
+                         "several non-bag --input: several cameras, named by their file stems")
     io.add_argument("--output", required=True, type=Path, metavar="PATH",
                     help="results: out.npz; for bag inputs also out.mcap or a sqlite3 bag folder")
     io.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    io.add_argument("--image-topic", metavar="TOPIC",
-                    help="bag inputs: Image or CompressedImage topic (default: the only one)")
+    io.add_argument("--image-topic", metavar="TOPIC", action="append", default=[],
+                    help="bag inputs: Image or CompressedImage topic (default: the only one); several: "
+                         "several cameras, named by their topics")
+    io.add_argument("--extrinsics", type=Path, metavar="YAML",
+                    help="several cameras: camera name -> [x, y, z, qx, qy, qz, qw] of its optical frame in the rig "
+                         "frame; people are then fused across cameras")
+    io.add_argument("--sync-slop", type=float, default=0.05, metavar="SEC",
+                    help="several cameras: frames within SEC seconds form one frame set (default 0.05)")
     io.add_argument("--start", type=float, default=0.0, metavar="SEC",
                     help="skip the first SEC seconds (bags: from the first message; others: frame index / fps)")
     io.add_argument("--duration", type=float, metavar="SEC", help="process at most SEC seconds (default: to the end)")
@@ -130,6 +137,10 @@ def _check_arguments(args) -> None:
         raise CliError("--cloud-decimation must be >= 1, --path-length and --max-people >= 0")
     if args.world_frame == args.camera_frame:
         raise CliError("--world-frame and --camera-frame must differ")
+    if args.sync_slop < 0:
+        raise CliError("--sync-slop must be >= 0")
+    if args.extrinsics is not None and len(args.input) < 2 and len(args.image_topic) < 2:
+        raise CliError("--extrinsics places several cameras: give several --input files or --image-topic")
     _smoothing_settings(args)
 
 
@@ -183,6 +194,19 @@ def _check_output(output: Path, source: Path, bag_input: bool, overwrite: bool) 
 
 # --------------------------------------------------------------------------- outputs
 
+def write_npz(output: Path, arrays: dict) -> None:
+    """Write the .npz whole or not at all: a unique sibling name (created with the user's umask;
+    mkstemp would make it 0600), renamed over the output when complete."""
+    tmp = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:12]}"
+    try:
+        with open(tmp, "xb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class NpzSink:
     """Collects results; writes the .npz (``to_npz_dict`` keys + ``meta_json``) on commit."""
 
@@ -201,15 +225,7 @@ class NpzSink:
 
         arrays = to_npz_dict(self.results)
         arrays["meta_json"] = np.array(json.dumps(meta))
-        # a unique sibling name, created with the user's umask (mkstemp would make it 0600)
-        tmp = self.output.parent / f".{self.output.name}.partial-{uuid.uuid4().hex[:12]}"
-        try:
-            with open(tmp, "xb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, self.output)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_npz(self.output, arrays)
 
     def abort(self) -> None:
         pass  # nothing on disk before commit
@@ -343,11 +359,29 @@ def _meta(args, source, count: int, interrupted: bool) -> dict:
     }
 
 
+def _meta_base(args) -> dict:
+    return {key: value for key, value in _meta(args, None, 0, False).items()
+            if key not in ("input", "fps", "image_topic", "frames", "interrupted")}
+
+
 def run(args) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     _check_arguments(args)
+    if len(args.input) > 1 or len(args.image_topic) > 1:
+        from human3r_ros.cli.multicam import run_multicam
+
+        for path in args.input:
+            if not path.exists():
+                raise CliError(f"--input {path} does not exist")
+        bag_input = is_bag(args.input[0])
+        for path in args.input:
+            _check_output(args.output, path, bag_input, args.overwrite)
+        _check_model_files(args)
+        return run_multicam(args, bag_input, _load_engine, write_npz, _meta_base(args))
+    args.input = args.input[0]
+    args.image_topic = args.image_topic[0] if args.image_topic else None
     if not args.input.exists():
         raise CliError(f"--input {args.input} does not exist")
     bag_input = is_bag(args.input)

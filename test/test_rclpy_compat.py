@@ -35,30 +35,34 @@ def test_this_rclpy_takes_the_iron_and_later_branches():
     assert {"incompatible_qos", "matched"} <= rclpy_compat.SUBSCRIPTION_EVENTS
 
 
-@pytest.mark.parametrize("post_set", [True, False], ids=["post_set_callback", "humble_fallback"])
+@pytest.mark.parametrize("post_set", [True, False], ids=["post_set_callback", "humble_parameter_events"])
 def test_parameter_callbacks_apply_only_accepted_values(harness, monkeypatch, post_set):
     monkeypatch.setattr(rclpy_compat, "HAS_POST_SET_PARAMETERS_CALLBACK", post_set)
     node = Node("compat_parameters", context=harness.context)
-    harness.add_node(node)
     node.declare_parameter("limit", 3, ParameterDescriptor())
-    applied = []
+    applied, stored = [], []
 
     def validate(parameters):
         bad = [p.name for p in parameters if p.value < 0]
         return SetParametersResult(successful=not bad, reason=f"{bad} must be >= 0" if bad else "")
 
     def apply(parameters):
+        stored.append(node.get_parameter("limit").value)  # apply runs after the node stored the value
         applied.append({p.name: p.value for p in parameters})
 
     rclpy_compat.add_parameter_callbacks(node, validate, apply)
+    harness.add_node(node)
+    if not post_set:  # the fallback hears its own /parameter_events: wait until it is matched
+        wait_until(lambda: node.count_subscribers("/parameter_events") >= 1, 10.0, "the event subscription")
 
     refused = node.set_parameters([Parameter("limit", value=-1)])[0]
     assert not refused.successful and "must be >= 0" in refused.reason
-    assert applied == [] and node.get_parameter("limit").value == 3
+    assert node.get_parameter("limit").value == 3
 
     assert node.set_parameters([Parameter("limit", value=7)])[0].successful
-    assert applied == [{"limit": 7}]
-    assert node.get_parameter("limit").value == 7
+    # events arrive in order: had the refused set been applied, it would come first
+    wait_until(lambda: applied, 10.0, "the accepted set to be applied")
+    assert applied == [{"limit": 7}] and stored == [7]
 
 
 def test_subscription_events_report_a_reliability_mismatch(harness):

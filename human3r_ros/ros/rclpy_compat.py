@@ -48,27 +48,35 @@ def subscription_event_callbacks(use_default_callbacks: bool = True, **callbacks
     return SubscriptionEventCallbacks(use_default_callbacks=use_default_callbacks, **kept)
 
 
-def add_parameter_callbacks(node: Node, validate: Callable, apply: Callable[[Sequence], None]) -> None:
+def add_parameter_callbacks(node: Node, validate: Callable, apply: Callable[[Sequence], None]):
     """Register `validate(parameters) -> SetParametersResult`, which may refuse a set, and
-    `apply(parameters)`, called with the same list once `validate` accepted it.
+    `apply(parameters)`, called once the node has stored the values `validate` accepted (so
+    `apply` may read them back with node.get_parameter()).
 
-    Iron and later: `apply` is a post-set callback (runs after the node stored the values).
-    Humble has none: `apply` runs inside the on-set callback right after `validate` accepts,
-    before the node stores the values. So `apply` must take the new values from its argument,
-    never from node.get_parameter(). On Humble a set could still fail after `apply` if an on-set
-    callback registered before this call refused it; rclpy's own (use_sim_time) never refuses."""
+    Iron and later: `apply` is a post-set callback, run before the set returns. Humble has no
+    post-set callbacks: there `apply` runs on the node's executor when the node's own
+    /parameter_events message arrives (published after the values are stored), i.e. shortly
+    after the set returns, with the parameters rebuilt from that message. Returns that
+    subscription on Humble, else None."""
+    node.add_on_set_parameters_callback(validate)
     if HAS_POST_SET_PARAMETERS_CALLBACK:
-        node.add_on_set_parameters_callback(validate)
         node.add_post_set_parameters_callback(apply)
-        return
+        return None
+    from rcl_interfaces.msg import ParameterEvent
+    from rclpy.parameter import Parameter
+    from rclpy.qos import qos_profile_parameter_events
 
-    def validate_then_apply(parameters):
-        result = validate(parameters)
-        if result.successful:
-            apply(parameters)
-        return result
+    own_name = node.get_fully_qualified_name()
 
-    node.add_on_set_parameters_callback(validate_then_apply)
+    def on_parameter_event(event) -> None:
+        if event.node != own_name:
+            return
+        stored = [Parameter.from_parameter_msg(p) for p in (*event.new_parameters, *event.changed_parameters)]
+        if stored:
+            apply(stored)
+
+    return node.create_subscription(ParameterEvent, "/parameter_events", on_parameter_event,
+                                    qos_profile_parameter_events)
 
 
 def matched_publisher_count(node: Node, subscription) -> int:

@@ -103,6 +103,7 @@ def time_frames(spec: dict) -> dict:
         engine.net.set_precision(torch.bfloat16)
     elif spec["precision"] == "int8":
         quantize_linear_layers(engine.net)
+    engine.reset()  # the recurrent state in the network's new dtype
     for _ in range(spec["warmup"]):
         engine.step(frame)
     times = []
@@ -145,6 +146,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--isa", action="append", choices=list(ISAS), help="only these ISAs (repeatable)")
+    ap.add_argument("--precision", action="append", choices=PRECISIONS, help="only these precisions (repeatable)")
+    ap.add_argument("--no-fixtures", action="store_true", help="skip the deviation on the fixture cases")
     ap.add_argument("--spec", help=argparse.SUPPRESS)  # child mode: JSON spec in, JSON result out
     args = ap.parse_args(argv)
     if args.spec:
@@ -159,7 +162,7 @@ def main(argv=None) -> int:
             print(f"  {isa}: skipped, this CPU has nothing above it (its rows would be the native ones)",
                   file=sys.stderr)
             continue
-        for precision in PRECISIONS:
+        for precision in args.precision or PRECISIONS:
             spec = dict(model=args.model, precision=precision, isa=isa, threads=args.threads, warmup=args.warmup,
                         frames=args.frames)
             env = {**os.environ, **ISAS[isa]}
@@ -181,6 +184,8 @@ def main(argv=None) -> int:
     print(f"CPU: {' '.join(features) or 'unknown'}; {args.model}, {INPUT_HW[1]}x{INPUT_HW[0]}, {args.threads} threads, engine.step (TTT3R off, 4 people "
           f"kept), median of {args.frames} after {args.warmup} warm-up; int8 = dynamic int8 nn.Linear (fbgemm, "
           "not capped by the ISA switches)")
+    if args.no_fixtures:
+        return 0
     print("\n| fixture case | precision | same people and ids | pointmap | camera pose | person translation |")
     print("|---|---|---|---|---|---|")
     for r in fixture_deviation():

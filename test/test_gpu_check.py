@@ -31,7 +31,7 @@ def test_dry_run_writes_every_section_and_passes_correctness(tmp_path):
     assert {(r["precision"], r["mode"]) for r in latency} == {
         ("fp32", "eager"), ("fp16", "eager"), ("bf16", "eager"), ("fp32", "compiled")}
     for row in latency:
-        assert "error" not in row, row
+        assert "error" not in row, f"{row['precision']} {row['mode']}: {row['error']}"
         assert row["model"] == "tiny" and row["median_ms"] > 0 and row["peak_rss_gb"] > 0
         assert row["gpu_peak_gb"] is None  # no GPU figure is invented on CPU
     assert report["cuda_graphs"]["offered"] is False

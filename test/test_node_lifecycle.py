@@ -160,7 +160,10 @@ def test_cpu_threads_apply_while_configured_only(harness, reference_dir):
 
 def test_bad_override_refused_at_start(harness, reference_dir):
     with pytest.raises(ValueError, match="device"):
-        Human3RNode(context=harness.context, parameter_overrides=[Parameter("device", value="gpu0")])
+        # another name: a refused node is finalised only when its last reference goes, and would
+        # take the /rosout registration of later nodes named human3r with it
+        Human3RNode(context=harness.context, cli_args=["--ros-args", "-r", "__node:=refused_human3r"],
+                    parameter_overrides=[Parameter("device", value="gpu0")])
 
 
 def test_autostart_reaches_active(harness, reference_dir):

@@ -14,7 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from human3r_msgs.msg import HumanArray  # noqa: E402
@@ -38,8 +38,8 @@ class Rig:
         self.key = f"rig{Rig.count}:"  # each rig collects apart from the previous tests' nodes
         harness.collect(HumanArray, "/human3r/humans", key=self.key + "humans")
         harness.collect(DiagnosticArray, "/diagnostics", key=self.key + "diagnostics")
-        harness.collect(Log, "/rosout", QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE),
-                        key=self.key + "rosout")
+        harness.collect(Log, "/rosout", QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                                                   durability=DurabilityPolicy.TRANSIENT_LOCAL), key=self.key + "rosout")
 
     @property
     def counters(self):

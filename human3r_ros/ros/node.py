@@ -58,7 +58,7 @@ NODE_NAME = "human3r"
 NO_IMAGE_WARNING_S = 5.0
 WATCHDOG_PERIOD_S = 0.5  # a dead worker is noticed and restarted within this
 PROBLEM_HOLD_S = 2.0  # a frame problem or a worker restart colours the status this long
-SHUTDOWN_WAIT_S = 1.5  # a frame still in flight at shutdown is not waited for longer than this
+SHUTDOWN_WAIT_S = 1.0  # a frame still in flight at shutdown is not waited for longer than this
 LIVE_INPUT_PARAMETERS = ("compressed", "reliability")  # applied while active by subscribing anew
 
 
@@ -76,6 +76,14 @@ class FrameJob:
 class Human3RNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
+        try:
+            self._setup()
+        except BaseException:
+            # a node refused at construction must not keep its name's /rosout registration
+            self.destroy_node()
+            raise
+
+    def _setup(self) -> None:
         self._settings = params.declare(self)
         problem = params.check_all(self._settings)
         if problem:
@@ -630,7 +638,7 @@ def main(args=None) -> int:
     finally:
         # a frame in flight is not waited for past SHUTDOWN_WAIT_S (the worker is a daemon thread)
         node.trigger_shutdown()
-        executor.shutdown(timeout_sec=1.0)
+        executor.shutdown(timeout_sec=0.5)
         in_flight = node.frame_in_flight
         node.destroy_node()
         rclpy.try_shutdown()

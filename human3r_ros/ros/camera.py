@@ -10,12 +10,9 @@ from rclpy.qos import QoSPolicyKind, QoSProfile, ReliabilityPolicy, qos_profile_
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from human3r_ros.ros.counters import StreamCounters
+from human3r_ros.ros.rclpy_compat import subscription_event_callbacks
 from human3r_ros.ros.rectification import CalibrationError, CameraCalibration, Rectifier
 
-try:  # Jazzy and later
-    from rclpy.event_handler import SubscriptionEventCallbacks
-except ImportError:  # Humble
-    from rclpy.qos_event import SubscriptionEventCallbacks
 
 
 class FrameSlots:
@@ -97,8 +94,8 @@ class Camera:
         self.qos_problem = ""
         self.reliability = reliability
         self.compressed = compressed
-        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
-                                            message_lost=self._on_message_lost)
+        events = subscription_event_callbacks(incompatible_qos=self._on_incompatible_qos,
+                                              message_lost=self._on_message_lost)
         self._sub = node.create_subscription(CompressedImage if compressed else Image, self.topic,
                                              self._on_image, image_qos(reliability),
                                              callback_group=callback_group, event_callbacks=events)

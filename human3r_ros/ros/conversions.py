@@ -30,6 +30,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from human3r_msgs.msg import Human, HumanArray
+from human3r_ros.ros import rclpy_compat
 # Images (image_to_rgb, compressed_image_to_rgb, the errors), stamps, rotations, people (fields,
 # boxes) and cloud points come from the ROS-free module; re-exported so the node needs one import.
 from human3r_ros.ros.msg_arrays import (  # noqa: F401
@@ -118,12 +119,15 @@ def body_transforms(people: Sequence, stamp: Time, world_frame: str, prefix: str
     return [pose_to_transform(pose, stamp, world_frame, f"{prefix}{name}") for name, pose in zip(names, poses)]
 
 
+_UNCHECKED_POINT = rclpy_compat.check_fields_option(Point, False)  # Humble's messages always check
+
+
 def points_to_msgs(points: np.ndarray) -> list[Point]:
     """(n, 3) array -> list of geometry_msgs/Point.
 
     Field checks are skipped (values are Python floats by construction): a SMPL-X mesh is
     ~63k points, and the per-field type assertions would double the cost."""
-    return [Point(x=x, y=y, z=z, check_fields=False)
+    return [Point(x=x, y=y, z=z, **_UNCHECKED_POINT)
             for x, y, z in np.asarray(points, dtype=np.float64).reshape(-1, 3).tolist()]
 
 
@@ -193,11 +197,12 @@ def pointmap_to_cloud(points: np.ndarray, colours: np.ndarray, header: Header, *
     cloud = cloud_points(points, colours, conf=conf, conf_threshold=conf_threshold, stride=stride,
                          human_mask=human_mask, mask_threshold=mask_threshold)
     data = array.array("B")
-    data.frombytes(cloud.view(np.uint8))  # the one copy: with check_fields the message keeps it as is
+    data.frombytes(cloud.view(np.uint8))  # the one copy made here
     return PointCloud2(
         header=header, height=1, width=len(cloud), fields=list(CLOUD_FIELDS),
         is_bigendian=sys.byteorder != "little", point_step=CLOUD_POINT_DTYPE.itemsize,
-        row_step=CLOUD_POINT_DTYPE.itemsize * len(cloud), data=data, is_dense=True, check_fields=True,
+        row_step=CLOUD_POINT_DTYPE.itemsize * len(cloud), data=data, is_dense=True,
+        **rclpy_compat.check_fields_option(PointCloud2, True),
     )
 
 
@@ -249,7 +254,7 @@ def people_markers(people: Sequence, header: Header, faces: Optional[np.ndarray]
         # check_fields=False: the points list is built above with the right types; checking
         # ~63k mesh points again costs as much as building them.
         body = Marker(header=header, ns="bodies", id=int(person.track_id), action=Marker.ADD,
-                      pose=identity, color=colour, check_fields=False)
+                      pose=identity, color=colour, **rclpy_compat.check_fields_option(Marker, False))
         vertices = getattr(person, "vertices_world", None)
         joints = getattr(person, "joints_world", None)
         if vertices is not None and faces is not None:

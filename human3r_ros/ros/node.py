@@ -44,6 +44,7 @@ from human3r_ros.engine.one_euro import OneEuroSettings
 from human3r_ros.engine.stream import StampedStream, step_streams
 from human3r_ros.ros import conversions as conv
 from human3r_ros.ros import parameters as params
+from human3r_ros.ros import rclpy_compat
 from human3r_ros.ros.camera import Camera, FrameSlots
 from human3r_ros.ros.diagnostics import DiagnosticsReporter, memory_figures
 from human3r_ros.ros.fused_outputs import FusedOutputs, camera_world_frame
@@ -88,8 +89,8 @@ class Human3RNode(LifecycleNode):
         problem = params.check_all(self._settings)
         if problem:
             raise ValueError(f"invalid parameter: {problem}")
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._refresh_settings)
+        # Humble has no post-set callback: rclpy_compat refreshes from the node's parameter events there
+        rclpy_compat.add_parameter_callbacks(self, self._validate_parameters, self._refresh_settings)
 
         # the core's Python logging (engine, model) goes to /rosout too
         self._log_handler = RosLogHandler(self.get_logger())

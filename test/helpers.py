@@ -1,7 +1,16 @@
-"""Comparison helpers for the reference fixtures."""
+"""Comparison helpers for the reference fixtures, and running the CLI until a signal."""
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def assert_close_ref(actual, expected, name: str, rtol: float = 1e-4, atol_scale: float = 1e-5) -> float:
@@ -19,3 +28,30 @@ def assert_close_ref(actual, expected, name: str, rtol: float = 1e-4, atol_scale
         f"(worst diff/limit {worst:.2f}, rtol={rtol}, atol={atol_scale * scale:.3e})"
     )
     return rel
+
+
+def interrupt_cli_after_frames(args, signum: int, total: int, done: int = 2) -> str:
+    """Run human3r-process with `args` in a subprocess, send `signum` once its progress bar shows
+    `done` of `total` frames, check it exits with 130; returns what it wrote to stderr."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen([sys.executable, "-m", "human3r_ros.cli.process", *map(str, args)],
+                            stderr=subprocess.PIPE, env=env)
+    err = []
+    reached = threading.Event()
+
+    def watch():  # the progress bar says how many frames are done
+        while chunk := proc.stderr.read1(4096):
+            err.append(chunk.decode(errors="replace"))
+            if any(int(n) >= done for n in re.findall(rf"(\d+)/{total}", "".join(err))):
+                reached.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        assert reached.wait(90), "".join(err)
+        proc.send_signal(signum)
+        assert proc.wait(60) == 130, "".join(err)
+    finally:
+        proc.kill()
+    watcher.join(10)
+    return "".join(err)

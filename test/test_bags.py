@@ -2,21 +2,16 @@
 output topics carry the reference's people and camera poses, the input stamps and log times."""
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
-import threading
 
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from helpers import assert_close_ref
+from helpers import assert_close_ref, interrupt_cli_after_frames
 from human3r_ros.cli.bags import typestore
 from human3r_ros.cli.process import main
 from human3r_ros.ros.msg_arrays import (
@@ -260,28 +255,8 @@ def test_interrupted_run_leaves_a_readable_bag(reference_dir, tmp_path, z):
     output = tmp_path / "out.mcap"
     args = ["--checkpoint", reference_dir / "tiny_plain_checkpoint.pth", "--input", source, "--output", output,
             *[a for a in PLAIN if a != "--no-progress"]]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen([sys.executable, "-m", "human3r_ros.cli.process", *map(str, args)],
-                            stderr=subprocess.PIPE, env=env)
-    two_done = threading.Event()
-    err = []
-
-    def watch():  # the progress bar says how many frames are done
-        while chunk := proc.stderr.read1(4096):
-            err.append(chunk.decode(errors="replace"))
-            if any(int(n) >= 2 for n in re.findall(r"(\d+)/1200", "".join(err))):
-                two_done.set()
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        assert two_done.wait(90), "".join(err)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 130, "".join(err)
-    finally:
-        proc.kill()
-    watcher.join(10)
-    assert "interrupted" in "".join(err)
+    err = interrupt_cli_after_frames(args, signal.SIGINT, len(frames))
+    assert "interrupted" in err
     bag = read_bag(output)
     humans = bag["/human3r/humans"]
     assert 2 <= len(humans) < 1200

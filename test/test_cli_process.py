@@ -3,11 +3,9 @@ and every kind of bad input (one message, non-zero exit, no output left behind).
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import threading
 
 import cv2
 import numpy as np
@@ -15,7 +13,7 @@ import pytest
 from conftest import REPO_ROOT
 from test_engine import PERSON_KEYS, assert_matches_reference
 
-from helpers import assert_close_ref
+from helpers import assert_close_ref, interrupt_cli_after_frames
 from human3r_ros.cli.process import main
 
 # CLI flags reproducing each fixture case (see its meta_json)
@@ -241,27 +239,8 @@ def test_interrupted_npz_run_leaves_no_partial_file(reference_dir, tmp_path, sig
     source = tmp_path / "clip.npz"
     np.savez(source, frames_uint8=frames)
     output = tmp_path / "out.npz"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
     args = [a for a in cli_args(reference_dir, "plain", source, output) if a != "--no-progress"]
-    proc = subprocess.Popen([sys.executable, "-m", "human3r_ros.cli.process", *args], stderr=subprocess.PIPE, env=env)
-    err = []
-    two_done = threading.Event()
-
-    def watch():  # the progress bar says how many frames are done
-        while chunk := proc.stderr.read1(4096):
-            err.append(chunk.decode(errors="replace"))
-            if any(int(n) >= 2 for n in re.findall(r"(\d+)/1200", "".join(err))):
-                two_done.set()
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        assert two_done.wait(90), "".join(err)
-        proc.send_signal(signum)
-        assert proc.wait(60) == 130, "".join(err)
-    finally:
-        proc.kill()
-    watcher.join(10)
+    interrupt_cli_after_frames(args, signum, len(frames))
     # the frames done, written whole and marked interrupted; no temporary file left beside it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npz", "out.npz"]
     with np.load(output) as out:

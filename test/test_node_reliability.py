@@ -98,6 +98,19 @@ def bad_frames(frames, t: float) -> dict:
     }
 
 
+def fail_once(engine, call: int, exc: BaseException) -> None:
+    """Make the engine's `call`-th step raise `exc` (as the device would), the others run."""
+    real_step, calls = engine.step, []
+
+    def step(rgb, stamp=None, stream=None):
+        calls.append(stamp)
+        if len(calls) == call:
+            raise exc
+        return real_step(rgb, stamp=stamp, stream=stream)
+
+    engine.step = step
+
+
 @pytest.mark.parametrize("order", [
     ["float", "thin", "truncated", "thin", "duplicate"],
     ["duplicate", "thin", "truncated", "float", "thin"],
@@ -140,17 +153,7 @@ def test_out_of_memory_skips_one_frame_and_goes_on(harness, reference_dir, frame
     rig = Rig(harness, reference_dir, frames)
     try:
         rig.start()
-        engine = rig.node._engine
-        real_step = engine.step
-        calls = []
-
-        def step_out_of_memory_once(rgb, stamp=None, stream=None):
-            calls.append(stamp)
-            if len(calls) == 2:
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-            return real_step(rgb, stamp=stamp, stream=stream)
-
-        engine.step = step_out_of_memory_once
+        fail_once(rig.node._engine, 2, torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
         # a warning first, then an error: the two severities must not collide in the logger
         rig.send(bad_frames(frames, 199.0)["float"])
         stamps = [200.0 + 0.1 * i for i in range(4)]
@@ -175,17 +178,7 @@ def test_worker_thread_that_ends_is_restarted_and_reported(harness, reference_di
     rig = Rig(harness, reference_dir, frames)
     try:
         rig.start()
-        engine = rig.node._engine
-        real_step = engine.step
-        calls = []
-
-        def step_ending_the_thread_once(rgb, stamp=None, stream=None):
-            calls.append(stamp)
-            if len(calls) == 1:
-                raise EndTheWorker("ended on purpose")
-            return real_step(rgb, stamp=stamp, stream=stream)
-
-        engine.step = step_ending_the_thread_once
+        fail_once(rig.node._engine, 1, EndTheWorker("ended on purpose"))
         rig.pub.publish(image_msg(frames[0], 300.0))
         wait_until(lambda: rig.node._worker.restarts == 1, 5, "the worker to be restarted")
         status = wait_until(lambda: [s for s in rig.statuses() if s.level == DiagnosticStatus.ERROR], 5,

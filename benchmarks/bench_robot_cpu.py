@@ -175,7 +175,7 @@ def main(argv=None) -> int:
             print(f"  done {isa} {precision}: {rows[-1]['median_s']:.2f} s", file=sys.stderr)
 
     fp32 = {r["isa"]: r["median_s"] for r in rows if r["precision"] == "fp32"}
-    print(f"| ISA | precision | s/frame (median) | min-max | vs fp32 same ISA | peak RSS GB |")
+    print("| ISA | precision | s/frame (median) | min-max | vs fp32 same ISA | peak RSS GB |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         ratio = f"{fp32[r['isa']] / r['median_s']:.2f}x" if r["isa"] in fp32 else "-"

@@ -4,7 +4,6 @@ file, per-camera arrays equal to a single-camera run, fused people joining both 
 import json
 
 import numpy as np
-import pytest
 from test_bags import T0, write_bag
 from test_cli_process import cli_args, fixture
 from test_engine import assert_matches_reference

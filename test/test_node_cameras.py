@@ -51,7 +51,7 @@ def test_two_cameras_match_one_and_fuse_their_people(reference_dir):
     frames = io["frames_uint8"]
     harness = Harness(offset=57)
     try:
-        node = make_rig_node(harness, reference_dir)
+        make_rig_node(harness, reference_dir)
         pubs = {c: harness.client.create_publisher(Image, f"/{c}/image", QoSProfile(
             depth=10, reliability=ReliabilityPolicy.RELIABLE)) for c in CAMERAS}
         for c in CAMERAS:

@@ -2,6 +2,7 @@
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -34,8 +35,11 @@ def interrupt_cli_after_frames(args, signum: int, total: int, done: int = 2) -> 
     """Run human3r-process with `args` in a subprocess, send `signum` once its progress bar shows
     `done` of `total` frames, check it exits with 130; returns what it wrote to stderr."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    # a shell that started this run in the background ignores SIGINT, and children inherit that:
+    # give the CLI the default disposition so that Ctrl-C is what it would be in a terminal
     proc = subprocess.Popen([sys.executable, "-m", "human3r_ros.cli.process", *map(str, args)],
-                            stderr=subprocess.PIPE, env=env)
+                            stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     err = []
     reached = threading.Event()
 

@@ -117,9 +117,10 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, perio
 # --------------------------------------------------------------------------- the node under test
 
 def make_node(harness: Harness, reference_dir, *, body_model: bool = False, image_topic: str | None = None,
-              **overrides):
+              node_name: str | None = None, **overrides):
     """A human3r node on the tiny checkpoint (CPU, 64 px, plain state update), added to `harness`;
-    `overrides` set or replace parameters, `image_topic` remaps its image input."""
+    `overrides` set or replace parameters, `image_topic` remaps its image input, `node_name` renames
+    the node (its topics, /diagnostics status and /rosout logger)."""
     from rclpy.parameter import Parameter
 
     from human3r_ros.ros.node import Human3RNode
@@ -129,17 +130,18 @@ def make_node(harness: Harness, reference_dir, *, body_model: bool = False, imag
     if body_model:
         values["body_model_dir"] = str(reference_dir / REFERENCE_FILES["body_model_dir"])
     values.update(overrides)
-    cli_args = None if image_topic is None else ["--ros-args", "-r", f"image:={image_topic}"]
+    remaps = ([f"image:={image_topic}"] if image_topic else []) + ([f"__node:={node_name}"] if node_name else [])
+    cli_args = ["--ros-args", *[arg for remap in remaps for arg in ("-r", remap)]] if remaps else None
     node = Human3RNode(context=harness.context, cli_args=cli_args,
                        parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
     harness.add_node(node)
     return node
 
 
-def change_state(harness: Harness, transition_id: int) -> bool:
+def change_state(harness: Harness, transition_id: int, node: str = "human3r") -> bool:
     """Ask the node for a lifecycle transition through its service, as `ros2 lifecycle set` does."""
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
 
-    return harness.call(ChangeState, "/human3r/change_state",
+    return harness.call(ChangeState, f"/{node}/change_state",
                         ChangeState.Request(transition=Transition(id=transition_id)), timeout=60).success

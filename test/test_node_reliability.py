@@ -21,6 +21,7 @@ from human3r_msgs.msg import HumanArray  # noqa: E402
 from human3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
 
 TOPIC = "/camera/image"
+NAME = "human3r_reliability"
 FRAME_TIMEOUT = 30.0
 
 
@@ -32,11 +33,12 @@ class Rig:
     def __init__(self, harness, reference_dir, frames, camera_reliability=ReliabilityPolicy.RELIABLE, **params):
         self.h = harness
         self.frames = frames
-        self.node = make_node(harness, reference_dir, image_topic=TOPIC, **params)
+        # a name of its own: its /rosout lines cannot be lost to another node's registration
+        self.node = make_node(harness, reference_dir, image_topic=TOPIC, node_name=NAME, **params)
         self.pub = harness.client.create_publisher(Image, TOPIC, QoSProfile(depth=100, reliability=camera_reliability))
         Rig.count += 1
         self.key = f"rig{Rig.count}:"  # each rig collects apart from the previous tests' nodes
-        harness.collect(HumanArray, "/human3r/humans", key=self.key + "humans")
+        harness.collect(HumanArray, f"/{NAME}/humans", key=self.key + "humans")
         harness.collect(DiagnosticArray, "/diagnostics", key=self.key + "diagnostics")
         harness.collect(Log, "/rosout", QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
                                                    durability=DurabilityPolicy.TRANSIENT_LOCAL), key=self.key + "rosout")
@@ -47,11 +49,11 @@ class Rig:
 
     def start(self):
         for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
-            assert change_state(self.h, transition)
+            assert change_state(self.h, transition, NAME)
         wait_until(lambda: self.pub.get_subscription_count() > 0, 10, "the node's image subscription")
 
     def stop(self):
-        change_state(self.h, Transition.TRANSITION_DEACTIVATE)
+        change_state(self.h, Transition.TRANSITION_DEACTIVATE, NAME)
         self.h.executor.remove_node(self.node)
         self.node.destroy_node()
 
@@ -70,10 +72,10 @@ class Rig:
         return [m for m in self.h.snapshot(self.key + "humans") if stamp_to_ns(m.header.stamp) == ns]
 
     def statuses(self):
-        return [s for a in self.h.snapshot(self.key + "diagnostics") for s in a.status if s.name == "/human3r"]
+        return [s for a in self.h.snapshot(self.key + "diagnostics") for s in a.status if s.name == f"/{NAME}"]
 
     def logged(self, text: str) -> bool:
-        return any(text in m.msg and m.name == "human3r" for m in self.h.snapshot(self.key + "rosout"))
+        return any(text in m.msg and m.name == NAME for m in self.h.snapshot(self.key + "rosout"))
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +219,7 @@ def test_reliable_subscription_and_best_effort_camera_is_reported(harness, refer
     rig = Rig(harness, reference_dir, frames, camera_reliability=ReliabilityPolicy.BEST_EFFORT, reliability="reliable")
     try:
         for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
-            assert change_state(harness, transition)
+            assert change_state(harness, transition, NAME)
         status = wait_until(lambda: [s for s in rig.statuses() if s.level == DiagnosticStatus.ERROR], 10,
                             "the QoS mismatch on /diagnostics")[-1]
         assert "RELIABILITY" in status.message and "reliability:=best_effort" in status.message

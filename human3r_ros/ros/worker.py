@@ -13,7 +13,6 @@ class SupervisedWorker:
         self._loop = loop  # runs until the event is set; one frame's failure must stay inside it
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._stopped_thread: Optional[threading.Thread] = None  # asked to stop, maybe still busy
         self._ended_by = ""
         self.restarts = 0
 
@@ -43,15 +42,8 @@ class SupervisedWorker:
         thread, self._thread = self._thread, None
         if thread is None or thread is threading.current_thread():
             return True
-        self._stopped_thread = thread
         thread.join(timeout)
         return not thread.is_alive()
-
-    @property
-    def busy(self) -> bool:
-        """A thread asked to stop is still running (a frame in flight)."""
-        thread = self._stopped_thread
-        return thread is not None and thread.is_alive()
 
     def check(self) -> Optional[str]:
         """If the thread ended although it should run: restart it and return why it ended."""

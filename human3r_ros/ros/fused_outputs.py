@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import threading
 
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
 
 from human3r_msgs.msg import HumanArray
 from human3r_ros.ros import conversions as conv
-
-OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+from human3r_ros.ros.outputs import OUTPUT_QOS
 
 
 def camera_world_frame(world_frame: str, camera: str) -> str:

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, ShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -56,10 +56,24 @@ class Harness:
         self.client = Node("human3r_test_client", context=self.context)
         self.executor.add_node(self.client)
         self._nodes = [self.client]
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
         self._lock = threading.Lock()
         self.received: dict[str, list] = {}
+        self.callback_errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        # Executor.spin ends at the first callback that raises, and every later service call then
+        # hangs: keep spinning, keep the error, and fail the test with it on close
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.1)
+            except (ExternalShutdownException, ShutdownException):
+                return
+            except Exception as error:
+                if not self.context.ok():
+                    return
+                self.callback_errors.append(error)
 
     def add_node(self, node) -> None:
         self._nodes.append(node)
@@ -101,6 +115,7 @@ class Harness:
         for node in self._nodes:
             node.destroy_node()
         rclpy.shutdown(context=self.context)
+        assert not self.callback_errors, f"a callback raised into the executor: {self.callback_errors[0]!r}"
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, period: float = 0.02):

@@ -250,3 +250,22 @@ def test_checkpoint_truncated_after_configure(harness, reference_dir, frames, tm
             wait_until(lambda: rig.humans_at(500.0 + 0.1 * i), 5, "a HumanArray after the truncation")
     finally:
         rig.stop()
+
+
+def test_monitor_callbacks_after_destroy_and_a_failing_report_stay_inside_the_node(harness, reference_dir, frames):
+    # an executor may run a timer callback it took just before the node was removed and destroyed;
+    # raised into the executor, it would end the spin of every node on it
+    rig = Rig(harness, reference_dir, frames)
+    rig.start()
+    diagnostics = rig.node._diagnostics
+
+    def broken():
+        raise RuntimeError("status on purpose")
+    diagnostics._statuses = broken
+    diagnostics.publish()  # logged, not raised
+    wait_until(lambda: rig.logged("/diagnostics not published: RuntimeError('status on purpose')"), 5,
+               "the failed report on /rosout")
+    rig.stop()
+    diagnostics.publish()
+    rig.node._watch_worker()
+    assert not harness.callback_errors

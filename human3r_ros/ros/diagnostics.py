@@ -24,15 +24,21 @@ class DiagnosticsReporter:
         self._statuses = statuses  # the node's current statuses, computed on demand
         self._lock = threading.Lock()
         self._last_level: bytes | None = None
+        self._closed = False
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._timer = node.create_timer(period_s, self.publish, callback_group=callback_group,
                                         clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def publish(self) -> None:
         with self._lock:
-            statuses = list(self._statuses())
-            self._last_level = max((s.level for s in statuses), default=DiagnosticStatus.OK)
-            self._publisher.publish(conv.diagnostics_message(self._node.get_clock().now().to_msg(), statuses))
+            if self._closed:  # a timer callback the executor had already taken when the node went
+                return
+            try:
+                statuses = list(self._statuses())
+                self._last_level = max((s.level for s in statuses), default=DiagnosticStatus.OK)
+                self._publisher.publish(conv.diagnostics_message(self._node.get_clock().now().to_msg(), statuses))
+            except Exception as error:  # raised into the executor, it would end the spin and the node with it
+                self._node.get_logger().error(f"/diagnostics not published: {error!r}", throttle_duration_sec=10.0)
 
     def level_may_have_changed(self) -> None:
         """Publish now if the worst level differs from the last one published."""
@@ -42,6 +48,10 @@ class DiagnosticsReporter:
             self.publish()
 
     def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         self._node.destroy_timer(self._timer)
         self._node.destroy_publisher(self._publisher)
 

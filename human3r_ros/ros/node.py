@@ -126,11 +126,17 @@ class Human3RNode(LifecycleNode):
         self.create_service(Trigger, "~/reset", self._on_reset, callback_group=MutuallyExclusiveCallbackGroup())
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # independent of use_sim_time
         monitor_group = MutuallyExclusiveCallbackGroup()
+        self._destroyed = False
+        self._status_name = self.get_fully_qualified_name()  # read once: no node handle needed while reporting
         self._diagnostics = DiagnosticsReporter(self, self._statuses, callback_group=monitor_group)
         self.create_timer(WATCHDOG_PERIOD_S, self._watch_worker, callback_group=monitor_group, clock=steady)
         self._autostart_timer = self.create_timer(0.0, self._autostart) if self._settings.autostart else None
 
     def destroy_node(self) -> None:
+        self._destroyed = True  # monitor callbacks already taken by an executor return at once
+        diagnostics = getattr(self, "_diagnostics", None)
+        if diagnostics is not None:
+            diagnostics.close()
         handler = getattr(self, "_log_handler", None)  # absent when __init__ refused the parameters
         if handler is not None:
             logging.getLogger("human3r_ros").removeHandler(handler)
@@ -533,6 +539,8 @@ class Human3RNode(LifecycleNode):
         self._diagnostics.level_may_have_changed()
 
     def _watch_worker(self) -> None:
+        if self._destroyed:
+            return
         hri = self._hri
         if hri is not None:
             hri.expire()  # per-body topics of bodies gone also while no frames come
@@ -589,7 +597,7 @@ class Human3RNode(LifecycleNode):
         if fused is not None:
             values.update(fused.figures())
         values.update(memory_figures(device))
-        name = self.get_fully_qualified_name()
+        name = self._status_name
         statuses = [conv.diagnostic_status(name, device, level, message, values)]
         if len(cameras) > 1:
             statuses += [conv.diagnostic_status(f"{name}: {c.name}", device, DiagnosticStatus.OK,

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("HUMAN3R_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
 
 
-def make_node(image_size: int, body_model: bool, decimation: int):
+def make_node(image_size: int, body_model: bool, decimation: int, **extra):
     from rclpy.parameter import Parameter
 
     from human3r_ros.ros.node import Human3RNode
@@ -36,7 +36,7 @@ def make_node(image_size: int, body_model: bool, decimation: int):
         Parameter("cloud_decimation", value=decimation),
         Parameter("cloud_confidence_threshold", value=1.0),
         Parameter("autostart", value=True),
-    ]
+    ] + [Parameter(name, value=value) for name, value in extra.items()]
     return Human3RNode(parameter_overrides=overrides)
 
 
@@ -92,7 +92,7 @@ def run(frames: int, image_hw, image_size: int, body_model: bool, decimation: in
     for i in range(frames):
         msg = array_to_image(np.roll(base, i % 31, axis=1), 10**18 + i * 33_000_000, "camera_optical")
         t = time.perf_counter()
-        node._process_frame(camera, msg)  # what the worker thread runs for each frame
+        node._pipeline.process([(camera.name, msg)])  # every stage of one frame, on this thread
         total_times.append(time.perf_counter() - t)
         if report_every and i % report_every == report_every - 1:
             memory.append((i + 1, resident_mb()))

@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     print(f"soak: {args.frames} frames in {elapsed:.0f} s ({args.frames / elapsed:.1f} frames/s), one hostile frame "
           f"every {args.every}: sent {sent}")
     print(f"good frames with their HumanArray: {len(good_stamps) - len(missing)}/{len(good_stamps)}"
-          f"; worker restarts {node._worker.restarts}; counters: "
+          f"; worker restarts {node._worker_restarts}; counters: "
           + ", ".join(f"{k} {v}" for k, v in figures.items() if k.startswith(("frames_", "skipped_", "time_"))))
     warm = memory[1][1] if len(memory) > 1 else memory[0][1]
     print("resident memory (frame: MB): " + ", ".join(f"{n}: {m:.0f}" for n, m in memory)
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     node.destroy_node()
     client.destroy_node()
     rclpy.try_shutdown()
-    return 0 if not missing and node._worker.restarts == 0 else 1
+    return 0 if not missing and node._worker_restarts == 0 else 1
 
 
 if __name__ == "__main__":

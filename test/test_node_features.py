@@ -111,13 +111,13 @@ def test_the_model_sees_the_undistorted_image(reference_dir, io, calibrated):
         run = Run(harness, node)
         run.start()
         seen = []
-        real_step = node._engine.step
+        real_prepare = node._engine.prepare  # where the image becomes the model's input
 
-        def remember(rgb, stamp=None, stream=None):
+        def remember(rgb):
             seen.append(rgb.copy())
-            return real_step(rgb, stamp=stamp, stream=stream)
+            return real_prepare(rgb)
 
-        node._engine.step = remember
+        node._engine.prepare = remember
         rgb = io["frames_uint8"][0]
         info = distorted_camera_info(rgb.shape[1], rgb.shape[0])
         if calibrated:

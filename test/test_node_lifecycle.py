@@ -51,7 +51,7 @@ def test_full_lifecycle(harness, reference_dir):
         assert harness.call(Trigger, "/human3r/reset", Trigger.Request()).success
         assert change_state(harness, Transition.TRANSITION_DEACTIVATE)
         assert get_state(harness) == State.PRIMARY_STATE_INACTIVE
-        assert not node._worker.running and not node._cameras[""].subscribed
+        assert node._pipeline is None and not node._cameras[""].subscribed
         assert change_state(harness, Transition.TRANSITION_CLEANUP)
         assert get_state(harness) == State.PRIMARY_STATE_UNCONFIGURED
         assert node._engine is None
@@ -169,7 +169,7 @@ def test_bad_override_refused_at_start(harness, reference_dir):
 def test_autostart_reaches_active(harness, reference_dir):
     node = make_node(harness, reference_dir, autostart=True)
     try:
-        wait_until(lambda: node._worker.running, 60, "autostart to activate the node")
+        wait_until(lambda: node._pipeline is not None, 60, "autostart to activate the node")
         assert get_state(harness) == State.PRIMARY_STATE_ACTIVE
     finally:
         change_state(harness, Transition.TRANSITION_DEACTIVATE)

@@ -138,7 +138,7 @@ def test_every_good_frame_after_bad_ones_is_published(harness, reference_dir, fr
         assert figures["skipped_unsupported_encoding"] == 1
         assert figures["skipped_invalid_image"] == 3
         assert figures["skipped_duplicate_stamp"] == 1
-        assert rig.node._worker.restarts == 0
+        assert rig.node._worker_restarts == 0
         # each reason logged under its own throttle, within the same few seconds (the truncated
         # frame shares the thin one's reason, so its line is held back)
         for text in ("32FC1", "too small", "same stamp as the previous image"):
@@ -182,7 +182,7 @@ def test_worker_thread_that_ends_is_restarted_and_reported(harness, reference_di
         rig.start()
         fail_once(rig.node._engine, 1, EndTheWorker("ended on purpose"))
         rig.pub.publish(image_msg(frames[0], 300.0))
-        wait_until(lambda: rig.node._worker.restarts == 1, 5, "the worker to be restarted")
+        wait_until(lambda: rig.node._worker_restarts == 1, 5, "the worker to be restarted")
         status = wait_until(lambda: [s for s in rig.statuses() if s.level == DiagnosticStatus.ERROR], 5,
                             "an ERROR status")[-1]
         assert "worker thread ended" in status.message and "ended on purpose" in status.message

@@ -141,7 +141,11 @@ def test_unsupported_encoding_reported_and_skipped(stream):
 
 def test_burst_keeps_node_responsive_and_processes_newest(stream):
     counters = stream.node._cameras[""].counters
-    before = counters.figures()
+
+    def idle():  # the previous frame is counted after its last output is published
+        f = counters.figures()
+        return f if f["frames_received"] == f["frames_processed"] + f["frames_dropped"] + f["frames_skipped"] else None
+    before = wait_until(idle, 10, "the node to finish its frame")
     start = T0 + 20.0
     stamps = [start + 0.01 * i for i in range(50)]
     for i, t in enumerate(stamps):

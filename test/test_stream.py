@@ -50,3 +50,15 @@ def test_non_finite_pose_skips_the_frame_and_resets(reference_dir):
         head.bias.copy_(saved)
     after = stream.step(frames[0], 4 * S)
     assert after.result.index == 0  # the poisoned state was dropped
+
+
+def test_the_first_result_after_any_reset_opens_a_new_sequence(reference_dir):
+    # the flag travels with the frame: a pipeline clears the old sequence's path and ids exactly there
+    stream, frames = make_stream(reference_dir)
+    flags = [stream.step(frames[0], 1 * S).new_sequence, stream.step(frames[1], 2 * S).new_sequence]
+    stream.reset()  # requested (the node's ~/reset service)
+    flags += [stream.step(frames[2], 3 * S).new_sequence, stream.step(frames[3], 4 * S).new_sequence]
+    back = stream.step(frames[4], 1 * S)  # time going backwards
+    flags += [back.new_sequence, stream.step(frames[5], 2 * S).new_sequence]
+    assert flags == [False, False, True, False, True, False]
+    assert back.time_reset

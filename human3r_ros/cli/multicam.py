@@ -122,7 +122,7 @@ def run_multicam(args, bag_input: bool, load_engine, write_npz, meta: dict) -> i
                     if outcome.result is not None:
                         results[name].append(outcome.result)
                         done[name] = outcome.result
-                    if outcome.time_reset and fuser is not None and name in rig:
+                    if outcome.new_sequence and fuser is not None and name in rig:
                         fuser.reset_camera(name)
                 fusable = {n: r for n, r in done.items() if n in rig}
                 if fuser is not None and fusable:

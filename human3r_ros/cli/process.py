@@ -310,7 +310,7 @@ class StreamDriver:
             raise CliError(f"{frame.where}: {exc}") from None
         if outcome.note:
             log.warning("%s: %s", frame.where, outcome.note)
-        if outcome.time_reset:
+        if outcome.new_sequence:  # time went backwards or the state was reset: a new path
             self.sink.new_sequence()
         if outcome.result is not None:
             self.sink.add(frame, outcome.result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -132,8 +133,19 @@ class Human3REngine:
         camera (default: the engine's own, ``self.stream``)."""
         return self.step_many([(self.stream if stream is None else stream, rgb, stamp)])[0]
 
-    def step_many(self, frames: Sequence[tuple[CameraStream, np.ndarray, float | None]]) -> list[FrameResult]:
-        """One image for each of several cameras: ``[(stream, rgb, stamp), ...]`` -> one
+    def prepare(self, rgb: np.ndarray) -> PreparedView:
+        """The model's input for one image, built on the CPU; ``step`` / ``step_many`` take it in
+        place of the image, so that a pipeline prepares the next frame while the network runs.
+        On CUDA its tensors are pinned, for copies that do not hold the host thread."""
+        view = preprocess_frame(rgb, self.size, mhmr_res=self.net.config.mhmr_img_res)
+        if self.device.type == "cuda":
+            view = replace(view, img=view.img.pin_memory(), img_mhmr=view.img_mhmr.pin_memory())
+        return view
+
+    def step_many(self, frames: Sequence[tuple[CameraStream, np.ndarray | PreparedView, float | None]]
+                  ) -> list[FrameResult]:
+        """One image (or its :meth:`prepare` d view) for each of several cameras:
+        ``[(stream, rgb, stamp), ...]`` -> one
         :class:`FrameResult` per entry, in order, equal to stepping each camera alone (float
         rounding). Images whose model input has the same size run as one batched forward pass
         (batch = cameras); each distinct size is one more pass. A camera whose image closes a
@@ -141,7 +153,7 @@ class Human3REngine:
         streams = [stream for stream, _, _ in frames]
         if len({id(stream) for stream in streams}) != len(streams):
             raise ValueError("step_many takes at most one image per camera stream; a stream was given twice")
-        views = [preprocess_frame(rgb, self.size, mhmr_res=self.net.config.mhmr_img_res) for _, rgb, _ in frames]
+        views = [image if isinstance(image, PreparedView) else self.prepare(image) for _, image, _ in frames]
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, view in enumerate(views):
             by_size.setdefault(view.true_shape, []).append(i)

@@ -20,6 +20,11 @@ class StepOutcome:
     note: str | None = None  # what happened besides a plain step, for logs and diagnostics
     time_reset: bool = False  # time went backwards: the state was reset before this frame
     skip_reason: str | None = None  # why result is None: "duplicate_stamp" or "non_finite_pose"
+    # the camera's state was reset since its previous result (time going backwards, a requested
+    # reset, a non-finite pose): this result opens a new sequence, its tracks start again.
+    # It travels with the frame, so that a pipeline clears what belongs to the old sequence
+    # exactly between the last frame of that one and the first of the new one
+    new_sequence: bool = False
 
 
 class StampedStream:
@@ -30,10 +35,12 @@ class StampedStream:
         self.engine = engine
         self.camera = camera
         self.last_stamp_ns: int | None = None
+        self._reset_since_result = False
 
     def reset(self) -> None:
         self.engine.reset(self.camera)
         self.last_stamp_ns = None
+        self._reset_since_result = True
 
     def step(self, rgb: np.ndarray, stamp_ns: int) -> StepOutcome:
         return step_streams([(self, rgb, stamp_ns)])[0]
@@ -57,7 +64,8 @@ class StampedStream:
             return StepOutcome(None, "non-finite camera pose: state reset", admitted.time_reset, "non_finite_pose")
         if stamp_ns:
             self.last_stamp_ns = stamp_ns
-        return StepOutcome(result, admitted.note, admitted.time_reset)
+        new_sequence, self._reset_since_result = self._reset_since_result, False
+        return StepOutcome(result, admitted.note, admitted.time_reset, new_sequence=new_sequence)
 
 
 def step_streams(frames) -> list[StepOutcome]:

@@ -2,10 +2,11 @@
 markers and diagnostics out.
 
 Threads: each image callback only stores the newest message in its camera's slot (a frame that
-is replaced before the worker takes it counts as dropped), and one supervised worker thread
-runs the engine and publishes. The executor therefore stays free for services, lifecycle
-commands and diagnostics, and the newest image is always the next one processed. Every output
-carries the input image's stamp.
+is replaced before the worker takes it counts as dropped); the frame pipeline (ros.pipeline)
+takes the newest frames and prepares them (decode, undistort, model input), runs the engine and
+publishes, each stage on a supervised thread of its own (or all on one with pipeline:=false).
+The executor therefore stays free for services, lifecycle commands and diagnostics, and the
+newest image is always the next one prepared. Every output carries the input image's stamp.
 
 Reliability: one frame's failure (conversion, engine, publishing) stays inside that frame: it
 is logged per reason, counted on /diagnostics, and the next frame is processed; a worker thread
@@ -53,7 +54,7 @@ from human3r_ros.ros.outputs import OutputFrames, StreamOutputs, TfSender
 from human3r_ros.ros.rectification import calibrated_focal_model_px
 from human3r_ros.ros.problems import (ERROR, WARN, FrameProblem, ProblemLog, RosLogHandler, conversion_problem,
                                       engine_problem, log_at)
-from human3r_ros.ros.worker import SupervisedWorker
+from human3r_ros.ros.pipeline import FramePipeline, Stage
 
 NODE_NAME = "human3r"
 NO_IMAGE_WARNING_S = 5.0
@@ -72,6 +73,17 @@ class FrameJob:
     stamp_ns: int
     decoded: object  # image_decoding.DecodedImage
     rgb: object  # H x W x 3 uint8: decoded.rgb, undistorted when rectify is on
+    view: object  # engine.preprocess.PreparedView: the model's input built from rgb
+
+
+@dataclass
+class FrameBatch:
+    """The frames taken together (the newest of each waiting camera) on their way through the
+    pipeline; `outcomes` (one StepOutcome or FrameProblem per job) once the engine ran."""
+
+    taken_at: float  # time.monotonic() when taken from the slots: processing time counts from here
+    jobs: list
+    outcomes: Optional[list] = None
 
 
 class Human3RNode(LifecycleNode):
@@ -119,7 +131,8 @@ class Human3RNode(LifecycleNode):
         self._fused: Optional[FusedOutputs] = None  # several cameras with extrinsics
         self._hri: Optional[HriBodyPublishers] = None
         self._tf: Optional[TfSender] = None
-        self._worker = SupervisedWorker("human3r_worker", self._worker_loop)
+        self._pipeline: Optional[FramePipeline] = None  # made on activate (pipeline is read there)
+        self._worker_restarts = 0  # over every pipeline this node ran
 
         # Separate groups: a reset request never waits behind an image callback and vice versa.
         self._image_group = MutuallyExclusiveCallbackGroup()
@@ -214,7 +227,8 @@ class Human3RNode(LifecycleNode):
         elif s.rectify:
             self._warn_once("rectify", "rectify is set but camera_info is empty: images go to the model as they come")
         self._slots.clear()
-        self._worker.start()
+        self._pipeline = self._frame_pipeline(s.pipeline)
+        self._pipeline.start()
         self._active = True
         self._subscribe_cameras()
         self._diagnostics.publish()
@@ -330,7 +344,8 @@ class Human3RNode(LifecycleNode):
         self._active = False
         for camera in self._cameras.values():
             camera.unsubscribe(self)
-        stopped = self._worker.stop(wait_s)
+        pipeline, self._pipeline = self._pipeline, None
+        stopped = pipeline is None or pipeline.stop(wait_s)
         if not stopped:
             self.get_logger().warning(f"a frame was still in flight after {wait_s} s: not waiting for it")
         self._slots.clear()
@@ -379,12 +394,11 @@ class Human3RNode(LifecycleNode):
         return response
 
     def _reset_streams(self) -> None:
+        # each camera's path, REP-155 ids and rig place follow with its next frame (new_sequence)
         with self._engine_lock:
             for camera in self._cameras.values():
                 if camera.stream is not None:
                     camera.stream.reset()
-        for camera in self._cameras.values():
-            self._new_sequence(camera)
 
     def _new_sequence(self, camera: Camera) -> None:
         """After a camera's state was reset: its path, its REP-155 ids and its place in the rig."""
@@ -399,25 +413,32 @@ class Human3RNode(LifecycleNode):
 
     # ------------------------------------------------------------------ the worker
 
-    def _worker_loop(self, stop: threading.Event) -> None:
+    def _frame_pipeline(self, pipelined: bool) -> FramePipeline:
         order = list(self._cameras)
-        while not stop.is_set():
-            taken = self._slots.take(order, timeout=0.1)
-            if taken:
-                self._process_frames([(self._cameras[name], msg) for name, msg in taken])
 
-    def _process_frames(self, frames) -> None:
-        """The newest frame of each waiting camera, start to end, in one batched engine pass;
-        whatever fails stays inside its own frame."""
-        started = time.monotonic()
-        prepared = [job for camera, msg in frames if (job := self._prepare(camera, msg)) is not None]
-        if not prepared:
-            return
-        for job, outcome in zip(prepared, self._run_engine(prepared)):
+        def take(timeout_s: float) -> Optional[list]:
+            return self._slots.take(order, timeout_s) or None
+
+        return FramePipeline("human3r", take, [Stage("prepare", self._prepare_frames), Stage("engine", self._run_batch),
+                                               Stage("publish", self._publish_batch)],
+                             pipelined, self._stage_failed)
+
+    def _prepare_frames(self, taken: list) -> Optional[FrameBatch]:
+        taken_at = time.monotonic()
+        jobs = [job for name, msg in taken if (job := self._prepare(self._cameras[name], msg)) is not None]
+        return FrameBatch(taken_at, jobs) if jobs else None
+
+    def _run_batch(self, batch: FrameBatch) -> FrameBatch:
+        batch.outcomes = self._run_engine(batch.jobs)
+        return batch
+
+    def _publish_batch(self, batch: FrameBatch) -> None:
+        """Each frame's outputs (whatever fails stays inside its own frame), then the fused people."""
+        for job, outcome in zip(batch.jobs, batch.outcomes):
             if isinstance(outcome, FrameProblem):
                 self._frame_problem(job.camera, job.stamp_ns, outcome)
             else:
-                self._publish_frame(job, outcome, started)
+                self._publish_frame(job, outcome, batch.taken_at)
         fused = self._fused
         if fused is not None:
             try:
@@ -425,8 +446,13 @@ class Human3RNode(LifecycleNode):
             except Exception as exc:
                 self._note(ERROR, f"fusion failed: {type(exc).__name__}: {exc}")
 
+    def _stage_failed(self, stage: str, exc: Exception) -> None:
+        """A failure outside any one frame's handling (the stages catch those): its frames are lost."""
+        self._note(ERROR, f"{stage} stage failed: {type(exc).__name__}: {exc}")
+
     def _prepare(self, camera: Camera, msg) -> Optional[FrameJob]:
-        """Decode (and undistort) one image; None when it cannot go to the model."""
+        """Decode (and undistort) one image and build the model's input from it; None when it
+        cannot go to the model."""
         s = self._settings
         stamp_ns = conv.stamp_to_ns(msg.header.stamp)
         try:
@@ -449,7 +475,14 @@ class Human3RNode(LifecycleNode):
         if stamp_ns == 0:
             self._warn_once("zero_stamp", "images carry no stamp (0): outputs will too, and the "
                             "time-going-backwards check is off")
-        return FrameJob(camera, msg, stamp_ns, decoded, rgb)
+        stream = camera.stream
+        if stream is None:
+            return self._frame_problem(camera, stamp_ns, FrameProblem("engine_error", "the model was released meanwhile"))
+        try:
+            view = stream.engine.prepare(rgb)
+        except ValueError as exc:  # the model's own input rules (size, layout)
+            return self._frame_problem(camera, stamp_ns, FrameProblem("invalid_image", str(exc)))
+        return FrameJob(camera, msg, stamp_ns, decoded, rgb, view)
 
     def _run_engine(self, jobs: list[FrameJob]) -> list:
         """One StepOutcome or FrameProblem per job. Several cameras run as one batch; if the
@@ -460,7 +493,7 @@ class Human3RNode(LifecycleNode):
                 if any(stream is None for stream in streams):
                     return [FrameProblem("engine_error", "the model was released meanwhile")] * len(jobs)
                 streams[0].engine.max_people = self._settings.max_people  # an output setting: may change live
-                return step_streams([(stream, job.rgb, job.stamp_ns) for stream, job in zip(streams, jobs)])
+                return step_streams([(stream, job.view, job.stamp_ns) for stream, job in zip(streams, jobs)])
         except Exception as exc:
             if len(jobs) > 1:
                 return [self._run_engine([job])[0] for job in jobs]
@@ -471,10 +504,11 @@ class Human3RNode(LifecycleNode):
 
     def _publish_frame(self, job: FrameJob, outcome, started: float) -> None:
         camera = job.camera
-        if outcome.time_reset:  # a looping bag or a restarted source: a new sequence
+        if outcome.time_reset:  # a looping bag or a restarted source
             camera.counters.on_time_reset()
-            self._new_sequence(camera)
             self._note(WARN, f"camera {camera.name}: {outcome.note}" if camera.name else outcome.note)
+        if outcome.new_sequence:  # here, in frame order: what follows belongs to the new sequence
+            self._new_sequence(camera)
         if outcome.result is None:
             return self._frame_problem(camera, job.stamp_ns, FrameProblem(outcome.skip_reason, outcome.note))
         s, result = self._settings, outcome.result
@@ -544,9 +578,10 @@ class Human3RNode(LifecycleNode):
         hri = self._hri
         if hri is not None:
             hri.expire()  # per-body topics of bodies gone also while no frames come
-        reason = self._worker.check() if self._active else None
-        if reason:
-            text = f"the worker thread ended ({reason}); restarted it"
+        pipeline = self._pipeline
+        for thread, reason in (pipeline.check() if pipeline is not None and self._active else []):
+            self._worker_restarts += 1
+            text = f"the worker thread ended ({thread}: {reason}); restarted it"
             self.get_logger().error(text)
             with self._events_lock:
                 self._worker_fault = (time.monotonic(), text)
@@ -592,7 +627,7 @@ class Human3RNode(LifecycleNode):
         values = {"state": "active" if self._active else "configured" if engine is not None else "unconfigured"}
         if len(cameras) == 1:
             values.update(self._camera_figures(cameras[0]))
-        values["worker_restarts"] = self._worker.restarts
+        values["worker_restarts"] = self._worker_restarts
         fused = self._fused
         if fused is not None:
             values.update(fused.figures())

@@ -52,6 +52,7 @@ class Settings:
     reliability: str = "best_effort"
     autostart: bool = False
     reset_on_deactivate: bool = False
+    pipeline: bool = True
     path_max_length: int = 1000
     smoothing: str = "off"
     smoothing_min_cutoff: float = 2.5
@@ -135,6 +136,9 @@ _SPECS = {
     "autostart": ("Configure and activate right after start (instead of waiting for lifecycle commands).",
                   {"read_only": True}),
     "reset_on_deactivate": ("Clear the recurrent state and tracks when the node is deactivated.", {}),
+    "pipeline": ("Decode and preprocess the next frame, and publish the previous one, on threads of their own "
+                 "while the network runs the current one (false: one thread does each frame start to end). "
+                 "Applied on activate.", {}),
     "path_max_length": ("Number of camera poses kept in ~/camera_path (0 = unlimited).",
                         _int_range(0, 1_000_000)),
     "smoothing": ("Temporal smoothing of each tracked person's position, orientation and joint rotations: off, "
@@ -175,7 +179,7 @@ ON_CONFIGURE = frozenset({"checkpoint", "checkpoint_revision", "body_model_dir",
                           "smoothing", "smoothing_min_cutoff", "smoothing_beta", "smoothing_d_cutoff",
                           "fusion_gate", "fusion_estimate_scale"})
 # Read on activate; refused while active (a silent no-op change would be worse than a refusal).
-ON_ACTIVATE = frozenset({"camera_info", "rectify", "hri", "hri_body_timeout", "rig_frame"})
+ON_ACTIVATE = frozenset({"camera_info", "rectify", "hri", "hri_body_timeout", "rig_frame", "pipeline"})
 DEFAULTS = Settings()
 
 

@@ -17,23 +17,30 @@ class SupervisedWorker:
         self.restarts = 0
 
     @property
-    def running(self) -> bool:
-        return self._thread is not None
+    def name(self) -> str:
+        return self._name
 
     def start(self) -> None:
-        self._stop.clear()
+        # a new event each time: a thread still finishing its frame after stop() keeps its own
+        # (set) event, so it ends instead of running on beside the new one
+        self._stop = threading.Event()
         self._ended_by = ""
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(self._stop,), name=self._name, daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         try:
-            self._loop(self._stop)
+            self._loop(stop)
         except BaseException as exc:  # noqa: BLE001 - recorded for check(); the thread ends here
-            self._ended_by = f"{type(exc).__name__}: {exc}"
+            if not stop.is_set():
+                self._ended_by = f"{type(exc).__name__}: {exc}"
         else:
-            if not self._stop.is_set():
+            if not stop.is_set():
                 self._ended_by = "its loop returned"
+
+    def ask_to_stop(self) -> None:
+        """Ask the loop to end, without waiting (see stop)."""
+        self._stop.set()
 
     def stop(self, timeout: Optional[float] = None) -> bool:
         """Ask the loop to end and wait up to `timeout` s; False when it is still busy (a frame in

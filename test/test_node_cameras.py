@@ -125,3 +125,68 @@ def test_camera_names_are_checked(reference_dir):
                           cameras=["front", "front"])
     finally:
         harness.close()
+
+
+def test_extrinsics_from_tf_once_every_camera_is_known(reference_dir, monkeypatch):
+    # tf2_ros is not installed here: a lookup on a table stands in for its Buffer; the node's
+    # part (wait for every camera's frame_id, retry, then fuse with what TF gave) is real
+    from human3r_ros.ros import node as node_module
+    from human3r_ros.ros.rig_tf import TfExtrinsics
+
+    tf_tree = {("base_link", "front_optical"): [0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]}
+
+    def lookup(target, source):
+        if (target, source) not in tf_tree:
+            raise LookupError(f'"{source}" passed to lookupTransform does not exist')
+        return tf_tree[(target, source)]
+
+    monkeypatch.setattr(node_module, "open_tf_extrinsics", lambda node, rig: TfExtrinsics(rig, lookup, retry_s=0.2))
+    frames = np.load(reference_dir / REFERENCE_FILES["io"])["frames_uint8"]
+    harness = Harness(offset=75)
+    try:
+        node = make_rig_node(harness, reference_dir, rig_frame="base_link")
+        pubs = {c: harness.client.create_publisher(Image, f"/{c}/image", QoSProfile(
+            depth=10, reliability=ReliabilityPolicy.RELIABLE)) for c in CAMERAS}
+        fused = harness.collect(HumanArray, "/human3r/humans")
+        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+            assert change_state(harness, transition)
+        wait_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 10, "both subscriptions")
+        assert node._fused is None  # the frames are not known before images come
+
+        def send(i):
+            for c in CAMERAS:
+                before = node._cameras[c].counters.figures()["frames_processed"]
+                pubs[c].publish(image_msg(frames[i % len(frames)], T0 + 0.1 * i, frame_id=f"{c}_optical"))
+                wait_until(lambda c=c: node._cameras[c].counters.figures()["frames_processed"] > before, 30,
+                           f"{c} frame {i}")
+        send(0)
+        assert node._fused is None and node._rig_tf is not None  # TF knows no left_optical yet
+        tf_tree[("base_link", "left_optical")] = [-0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+        i = 1
+        while node._fused is None and i < 20:  # retried at most every 0.2 s
+            send(i)
+            i += 1
+        assert node._fused is not None
+        np.testing.assert_allclose(node._fused.fuser.rig.extrinsics["left"][:3, 3], [-0.1, 0.0, 0.0])
+        np.testing.assert_allclose(node._fused.fuser.rig.extrinsics["front"][:3, 3], [0.1, 0.0, 0.0])
+        send(i)
+        wait_until(lambda: fused, 10, "fused people once the extrinsics came from TF")
+        change_state(harness, Transition.TRANSITION_DEACTIVATE)
+    finally:
+        harness.close()
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("tf2_ros") is not None,
+                    reason="tf2_ros is installed: extrinsics come from TF")
+def test_without_tf2_ros_rig_frame_falls_back_to_the_parameters(reference_dir):
+    harness = Harness(offset=77)
+    try:
+        node = make_rig_node(harness, reference_dir, rig_frame="base_link")
+        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+            assert change_state(harness, transition)
+        assert node._rig_tf is None and node._fused is not None
+        assert sorted(node._fused.cameras) == sorted(CAMERAS)
+        assert "rig_frame" in node._warned
+        change_state(harness, Transition.TRANSITION_DEACTIVATE)
+    finally:
+        harness.close()

@@ -52,6 +52,7 @@ from human3r_ros.ros.fused_outputs import FusedOutputs, camera_world_frame
 from human3r_ros.ros.hri import HriBodyPublishers
 from human3r_ros.ros.outputs import OutputFrames, StreamOutputs, TfSender
 from human3r_ros.ros.rectification import calibrated_focal_model_px
+from human3r_ros.ros.rig_tf import open_tf_extrinsics
 from human3r_ros.ros.problems import (ERROR, WARN, FrameProblem, ProblemLog, RosLogHandler, conversion_problem,
                                       engine_problem, log_at)
 from human3r_ros.ros.pipeline import FramePipeline, Stage
@@ -129,6 +130,7 @@ class Human3RNode(LifecycleNode):
                          for name in names}
         self._outputs: dict[str, StreamOutputs] = {}
         self._fused: Optional[FusedOutputs] = None  # several cameras with extrinsics
+        self._rig_tf = None  # rig_tf.TfExtrinsics while fusion waits for extrinsics from TF
         self._hri: Optional[HriBodyPublishers] = None
         self._tf: Optional[TfSender] = None
         self._pipeline: Optional[FramePipeline] = None  # made on activate (pipeline is read there)
@@ -314,13 +316,35 @@ class Human3RNode(LifecycleNode):
         return path
 
     def _fused_outputs(self, s: params.Settings) -> Optional[FusedOutputs]:
-        """Several cameras: the fuser over the cameras that have extrinsics (None without two)."""
+        """Several cameras: the fuser over the cameras that have extrinsics (None without any);
+        with extrinsics from TF, None until the cameras' frames are known (_fuse_from_tf)."""
+        self._rig_tf = None
         if not s.cameras:
             return None
         if s.rig_frame:
-            self._warn_once("rig_frame", "rig_frame is set, but extrinsics from TF are not implemented: using the "
+            self._rig_tf = open_tf_extrinsics(self, s.rig_frame)
+            if self._rig_tf is not None:
+                self.get_logger().info(f"extrinsics from TF: {s.rig_frame} -> each camera's image frame_id, "
+                                       "looked up once every camera has sent an image")
+                return None
+            self._warn_once("rig_frame", "rig_frame is set, but tf2_ros is not importable here: using the "
                             "extrinsics.<camera> parameters")
-        extrinsics = {c: e for c in s.cameras if (e := params.camera_extrinsics(self, c)) is not None}
+        return self._fuser_outputs(s, {c: e for c in s.cameras if (e := params.camera_extrinsics(self, c)) is not None})
+
+    def _fuse_from_tf(self, camera: Camera, frame_id: str) -> None:
+        """With rig_frame and tf2_ros: start fusing once TF gives every camera's extrinsics."""
+        rig_tf = self._rig_tf
+        rig_tf.note_frame(camera.name, frame_id)
+        extrinsics, missing = rig_tf.extrinsics(self._settings.cameras)
+        if extrinsics is None:
+            if not missing.startswith("waiting"):
+                self._warn_once("tf_extrinsics", f"fusion waits for extrinsics from TF: {missing}")
+            return
+        self.get_logger().info("extrinsics from TF: " + "; ".join(
+            f"{c} {[round(v, 4) for v in e]}" for c, e in extrinsics.items()))
+        self._fused = self._fuser_outputs(self._settings, extrinsics)
+
+    def _fuser_outputs(self, s: params.Settings, extrinsics: dict) -> Optional[FusedOutputs]:
         missing = [c for c in s.cameras if c not in extrinsics]
         if missing:
             self._warn_once("extrinsics", f"no extrinsics.<camera> for {', '.join(missing)}: "
@@ -355,6 +379,7 @@ class Human3RNode(LifecycleNode):
         if self._fused is not None:
             self._fused.close()
             self._fused = None
+        self._rig_tf = None  # its TransformListener unsubscribes when collected
         if self._hri is not None:
             self._hri.close()
             self._hri = None
@@ -529,6 +554,8 @@ class Human3RNode(LifecycleNode):
         fused = self._fused
         if fused is not None:
             fused.add(camera.name, job.stamp_ns, result)
+        elif self._rig_tf is not None:
+            self._fuse_from_tf(camera, job.msg.header.frame_id)
         age_s = (self.get_clock().now().nanoseconds - job.stamp_ns) * 1e-9
         camera.counters.on_processed(time.monotonic() - started, age_s)
         return None

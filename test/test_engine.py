@@ -108,3 +108,18 @@ def test_half_precision_keeps_people_and_geometry(reference_dir, precision, tole
     for key in ("frame_pts3d_world", "frame_c2w", "hf_transl_world"):
         deviation = np.abs(arrays[key] - z[key]).max() / np.abs(z[key]).max()
         assert deviation < tolerance, f"{precision} {key}: {deviation:.3g} of max|x|"
+
+
+def test_frame_arrays_gathered_into_one_host_copy_equal_the_arrays():
+    # what a GPU frame goes through (one device-to-host copy); here on CPU tensors
+    from human3r_ros.engine.engine import to_host
+
+    rng = torch.Generator().manual_seed(0)
+    tensors = {"c2w": torch.randn(4, 4, generator=rng), "pts3d_world": torch.randn(6, 8, 3, generator=rng),
+               "conf": torch.rand(6, 8, generator=rng) + 1, "half": torch.randn(6, 8, generator=rng).half()}
+    gathered, viewed = to_host(tensors, gather=True), to_host(tensors)
+    assert list(gathered) == list(tensors)
+    for name, t in tensors.items():
+        assert gathered[name].dtype == np.float32 and gathered[name].shape == tuple(t.shape)
+        np.testing.assert_array_equal(gathered[name], t.float().numpy())
+        np.testing.assert_array_equal(viewed[name], gathered[name])

@@ -235,23 +235,41 @@ class Human3REngine:
             persons = [persons[i] for i in keep]
         image = (view.img.permute(1, 2, 0).numpy() * 0.5 + 0.5) * 255.0
         image = image.round().clip(0, 255).astype(np.uint8, order="C")  # C order: gathered row-wise
-        cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
+        dense = {"c2w": geo.c2w, "intrinsics": geo.intrinsics, "pts3d_world": geo.pts3d_world, "conf": geo.conf,
+                 "depth": geo.depth, "det_scores": geo.det_scores}
+        if geo.msk is not None:
+            dense["human_mask"] = geo.msk
+        if "rgb" in d:
+            dense["rgb"] = d["rgb"][0]
+        host = to_host(dense)
         return FrameResult(
             index=index,
             stamp=stamp,
-            c2w=cpu(geo.c2w),
-            intrinsics=cpu(geo.intrinsics),
-            pts3d_world=cpu(geo.pts3d_world),
-            conf=cpu(geo.conf),
-            depth=cpu(geo.depth),
-            human_mask=cpu(geo.msk) if geo.msk is not None else np.zeros(view.true_shape, np.float32),
-            det_scores=cpu(geo.det_scores),
             people=persons,
             reset=reset_now,
-            rgb=cpu(d["rgb"][0]) if "rgb" in d else None,
             image=image,
             crop=view.geometry,
+            human_mask=host.pop("human_mask", None) if geo.msk is not None else np.zeros(view.true_shape, np.float32),
+            rgb=host.pop("rgb", None),
+            **host,
         )
+
+
+def to_host(tensors: dict[str, torch.Tensor], gather: bool | None = None) -> dict[str, np.ndarray]:
+    """Float32 numpy copies of a frame's tensors. On a GPU they travel as one buffer (`gather`,
+    the default off the CPU): one device-to-host copy and one synchronisation per frame instead
+    of one per array. On the CPU they are viewed in place."""
+    tensors = {k: t.detach().float() for k, t in tensors.items()}
+    if gather is None:
+        gather = any(t.device.type != "cpu" for t in tensors.values())
+    if not gather:
+        return {k: t.numpy() for k, t in tensors.items()}
+    flat = torch.cat([t.reshape(-1) for t in tensors.values()]).cpu().numpy()
+    out, start = {}, 0
+    for k, t in tensors.items():
+        out[k] = flat[start:start + t.numel()].reshape(tuple(t.shape))
+        start += t.numel()
+    return out
 
 
 def _batch(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import Callable, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -13,8 +14,12 @@ from rclpy.clock import Clock, ClockType
 
 from human3r_ros.engine.cpu_memory import resident_mb
 from human3r_ros.ros import conversions as conv
+from human3r_ros.ros.problems import ERROR, WARN
+from human3r_ros.ros.rectification import calibrated_focal_model_px
 
 PERIOD_S = 1.0
+NO_IMAGE_WARNING_S = 5.0  # a subscribed camera silent this long is a warning
+PROBLEM_HOLD_S = 2.0  # a frame problem or a worker restart colours the status this long
 
 
 class DiagnosticsReporter:
@@ -54,6 +59,49 @@ class DiagnosticsReporter:
             self._closed = True
         self._node.destroy_timer(self._timer)
         self._node.destroy_publisher(self._publisher)
+
+
+def overall_status(*, download: str, configure_error: str, configured: bool, active: bool, fault, recent,
+                   cameras) -> tuple[bytes, str]:
+    """The node's level and message: the first that applies of a download in progress, a failed
+    configure, the lifecycle state, a worker restart (`fault`: (time, text)), a QoS mismatch, a
+    recent frame problem (`recent`: (time, level, text)), a silent camera; else processing."""
+    now = time.monotonic()
+    qos = [c.qos_problem for c in cameras if c.qos_problem]
+    silent = [c for c in cameras if c.subscribed and c.counters.silent_s() > NO_IMAGE_WARNING_S]
+    if download:
+        return DiagnosticStatus.OK, f"configuring: {download}"
+    if configure_error:
+        return ERROR, configure_error
+    if not configured:
+        return DiagnosticStatus.OK, "unconfigured"
+    if not active:
+        return DiagnosticStatus.OK, "configured, inactive"
+    if fault is not None and now - fault[0] <= PROBLEM_HOLD_S:
+        return ERROR, fault[1]
+    if qos:
+        return ERROR, qos[0]
+    if recent is not None and now - recent[0] <= PROBLEM_HOLD_S:
+        return recent[1], recent[2]
+    if silent:
+        camera = silent[0]
+        return WARN, (f"no image on {camera.topic_name} for {camera.counters.silent_s():.0f} s: check the topic "
+                      "remapping, that the camera publishes, and /diagnostics for a QoS mismatch")
+    return DiagnosticStatus.OK, "processing"
+
+
+def camera_figures(camera, settings) -> dict:
+    """One camera's counters, and with camera_info its focal check."""
+    values = camera.counters.figures()
+    if settings.camera_info:
+        calibration = camera.calibration
+        # a quick sanity check of the reconstruction's scale: the model's focal against the calibrated one
+        values["model_focal_px"] = camera.model_focal_px
+        values["calibrated_focal_px"] = (float("nan") if calibration is None else calibrated_focal_model_px(
+            calibration, settings.image_size, rectified=settings.rectify))
+        if camera.calibration_problem:
+            values["camera_info_problem"] = camera.calibration_problem
+    return values
 
 
 def memory_figures(device: str) -> dict:

@@ -17,6 +17,20 @@ def camera_world_frame(world_frame: str, camera: str) -> str:
     return f"{world_frame}_{camera}"
 
 
+def fused_outputs_for(node, s, extrinsics: dict, tf, warn_once) -> "FusedOutputs | None":
+    """The fused outputs over the cameras in `extrinsics` (camera -> [x, y, z, qx, qy, qz, qw]);
+    None without any. `s`: the node's settings; `warn_once(key, text)` says which are left out."""
+    missing = [c for c in s.cameras if c not in extrinsics]
+    if missing:
+        warn_once("extrinsics", f"no extrinsics for {', '.join(missing)}: "
+                  f"{'those cameras are' if len(missing) > 1 else 'that camera is'} not fused")
+    if not extrinsics:
+        return None
+    from human3r_ros.fusion import Fuser, Rig
+
+    return FusedOutputs(node, Fuser(Rig(extrinsics), gate=s.fusion_gate, estimate_scale=s.fusion_estimate_scale), tf)
+
+
 class FusedOutputs:
     """Frame sets of the fused cameras' newest results: a set closes when every fused camera
     has a view in it, or when a camera already in it brings a newer frame (the others were

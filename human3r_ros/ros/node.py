@@ -47,20 +47,18 @@ from human3r_ros.ros import conversions as conv
 from human3r_ros.ros import parameters as params
 from human3r_ros.ros import rclpy_compat
 from human3r_ros.ros.camera import Camera, FrameSlots
-from human3r_ros.ros.diagnostics import DiagnosticsReporter, memory_figures
-from human3r_ros.ros.fused_outputs import FusedOutputs, camera_world_frame
+from human3r_ros.ros.diagnostics import (PROBLEM_HOLD_S, DiagnosticsReporter, camera_figures, memory_figures,
+                                         overall_status)
+from human3r_ros.ros.fused_outputs import FusedOutputs, camera_world_frame, fused_outputs_for
 from human3r_ros.ros.hri import HriBodyPublishers
 from human3r_ros.ros.outputs import OutputFrames, StreamOutputs, TfSender
-from human3r_ros.ros.rectification import calibrated_focal_model_px
 from human3r_ros.ros.rig_tf import open_tf_extrinsics
 from human3r_ros.ros.problems import (ERROR, WARN, FrameProblem, ProblemLog, RosLogHandler, conversion_problem,
                                       engine_problem, log_at)
 from human3r_ros.ros.pipeline import FramePipeline, Stage
 
 NODE_NAME = "human3r"
-NO_IMAGE_WARNING_S = 5.0
 WATCHDOG_PERIOD_S = 0.5  # a dead worker is noticed and restarted within this
-PROBLEM_HOLD_S = 2.0  # a frame problem or a worker restart colours the status this long
 SHUTDOWN_WAIT_S = 0.5  # a frame still in flight at shutdown is not waited for longer than this
 LIVE_INPUT_PARAMETERS = ("compressed", "reliability")  # applied while active by subscribing anew
 
@@ -329,7 +327,8 @@ class Human3RNode(LifecycleNode):
                 return None
             self._warn_once("rig_frame", "rig_frame is set, but tf2_ros is not importable here: using the "
                             "extrinsics.<camera> parameters")
-        return self._fuser_outputs(s, {c: e for c in s.cameras if (e := params.camera_extrinsics(self, c)) is not None})
+        return fused_outputs_for(self, s, {c: e for c in s.cameras if (e := params.camera_extrinsics(self, c)) is not None},
+                                 self._tf, self._warn_once)
 
     def _fuse_from_tf(self, camera: Camera, frame_id: str) -> None:
         """With rig_frame and tf2_ros: start fusing once TF gives every camera's extrinsics."""
@@ -342,19 +341,7 @@ class Human3RNode(LifecycleNode):
             return
         self.get_logger().info("extrinsics from TF: " + "; ".join(
             f"{c} {[round(v, 4) for v in e]}" for c, e in extrinsics.items()))
-        self._fused = self._fuser_outputs(self._settings, extrinsics)
-
-    def _fuser_outputs(self, s: params.Settings, extrinsics: dict) -> Optional[FusedOutputs]:
-        missing = [c for c in s.cameras if c not in extrinsics]
-        if missing:
-            self._warn_once("extrinsics", f"no extrinsics.<camera> for {', '.join(missing)}: "
-                            f"{'those cameras are' if len(missing) > 1 else 'that camera is'} not fused")
-        if not extrinsics:
-            return None
-        from human3r_ros.fusion import Fuser, Rig
-
-        return FusedOutputs(self, Fuser(Rig(extrinsics), gate=s.fusion_gate, estimate_scale=s.fusion_estimate_scale),
-                            self._tf)
+        self._fused = fused_outputs_for(self, self._settings, extrinsics, self._tf, self._warn_once)
 
     def _subscribe_cameras(self) -> None:
         s = self._settings
@@ -620,40 +607,18 @@ class Human3RNode(LifecycleNode):
             log_at(self.get_logger(), level, text)
 
     def _statuses(self) -> list[DiagnosticStatus]:
-        """The node's status now: what is worst, in order of precedence, and every figure."""
-        now = time.monotonic()
+        """The node's status now, and one per camera when it serves several."""
         engine = self._engine
         device = str(engine.device) if engine is not None else self._settings.device
         cameras = list(self._cameras.values())
         with self._events_lock:
             recent, fault = self._recent_problem, self._worker_fault
-        qos = [c.qos_problem for c in cameras if c.qos_problem]
-        silent = [c for c in cameras if c.subscribed and c.counters.silent_s() > NO_IMAGE_WARNING_S]
-        download = self._download_note
-        if download:
-            level, message = DiagnosticStatus.OK, f"configuring: {download}"
-        elif self._configure_error:
-            level, message = ERROR, self._configure_error
-        elif engine is None:
-            level, message = DiagnosticStatus.OK, "unconfigured"
-        elif not self._active:
-            level, message = DiagnosticStatus.OK, "configured, inactive"
-        elif fault is not None and now - fault[0] <= PROBLEM_HOLD_S:
-            level, message = ERROR, fault[1]
-        elif qos:
-            level, message = ERROR, qos[0]
-        elif recent is not None and now - recent[0] <= PROBLEM_HOLD_S:
-            level, message = recent[1], recent[2]
-        elif silent:
-            camera = silent[0]
-            level, message = WARN, (
-                f"no image on {camera.topic_name} for {camera.counters.silent_s():.0f} s: check the topic "
-                "remapping, that the camera publishes, and /diagnostics for a QoS mismatch")
-        else:
-            level, message = DiagnosticStatus.OK, "processing"
+        level, message = overall_status(
+            download=self._download_note, configure_error=self._configure_error, configured=engine is not None,
+            active=self._active, fault=fault, recent=recent, cameras=cameras)
         values = {"state": "active" if self._active else "configured" if engine is not None else "unconfigured"}
         if len(cameras) == 1:
-            values.update(self._camera_figures(cameras[0]))
+            values.update(camera_figures(cameras[0], self._settings))
         values["worker_restarts"] = self._worker_restarts
         fused = self._fused
         if fused is not None:
@@ -663,20 +628,8 @@ class Human3RNode(LifecycleNode):
         statuses = [conv.diagnostic_status(name, device, level, message, values)]
         if len(cameras) > 1:
             statuses += [conv.diagnostic_status(f"{name}: {c.name}", device, DiagnosticStatus.OK,
-                                                c.topic_name, self._camera_figures(c)) for c in cameras]
+                                                c.topic_name, camera_figures(c, self._settings)) for c in cameras]
         return statuses
-
-    def _camera_figures(self, camera: Camera) -> dict:
-        values = camera.counters.figures()
-        if self._settings.camera_info:
-            calibration = camera.calibration
-            # a quick sanity check of the reconstruction's scale: the model's focal against the calibrated one
-            values["model_focal_px"] = camera.model_focal_px
-            values["calibrated_focal_px"] = (float("nan") if calibration is None else calibrated_focal_model_px(
-                calibration, self._settings.image_size, rectified=self._settings.rectify))
-            if camera.calibration_problem:
-                values["camera_info_problem"] = camera.calibration_problem
-        return values
 
 
 def main(args=None) -> int:

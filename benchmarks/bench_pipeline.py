@@ -36,7 +36,7 @@ def trial(pipeline: bool, seconds: float, rate_hz: float) -> dict:
     from human3r_msgs.msg import HumanArray
     from human3r_ros.ros.conversions import array_to_image, stamp_to_ns
 
-    node = make_node(512, True, 1, pipeline=pipeline)
+    node = make_node(512, True, 1, pipeline="on" if pipeline else "off")
     listener = rclpy.create_node("bench_pipeline_listener")
     latencies = []
 

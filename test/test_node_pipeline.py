@@ -24,7 +24,7 @@ FRAME_TIMEOUT = 30.0
 class Fed:
     """One node under its own name and image topic, with its outputs collected."""
 
-    def __init__(self, harness, reference_dir, name: str, pipeline: bool) -> None:
+    def __init__(self, harness, reference_dir, name: str, pipeline: str) -> None:
         self.h, self.name = harness, name
         self.node = make_node(harness, reference_dir, body_model=True, image_topic=f"/{name}/image", node_name=name,
                               pipeline=pipeline, reliability="reliable", cloud_decimation=1,
@@ -62,8 +62,8 @@ class Fed:
 @pytest.fixture(scope="module")
 def rigs(reference_dir):
     harness = Harness(offset=71)
-    piped = Fed(harness, reference_dir, "human3r_piped", pipeline=True)
-    serial = Fed(harness, reference_dir, "human3r_serial", pipeline=False)
+    piped = Fed(harness, reference_dir, "human3r_piped", pipeline="on")
+    serial = Fed(harness, reference_dir, "human3r_serial", pipeline="auto")  # on the CPU: one thread
     yield piped, serial
     piped.stop()
     serial.stop()

@@ -4,7 +4,7 @@ markers and diagnostics out.
 Threads: each image callback only stores the newest message in its camera's slot (a frame that
 is replaced before the worker takes it counts as dropped); the frame pipeline (ros.pipeline)
 takes the newest frames and prepares them (decode, undistort, model input), runs the engine and
-publishes, each stage on a supervised thread of its own (or all on one with pipeline:=false).
+publishes, each stage on a supervised thread of its own (or all on one, as on the CPU).
 The executor therefore stays free for services, lifecycle commands and diagnostics, and the
 newest image is always the next one prepared. Every output carries the input image's stamp.
 
@@ -227,7 +227,9 @@ class Human3RNode(LifecycleNode):
         elif s.rectify:
             self._warn_once("rectify", "rectify is set but camera_info is empty: images go to the model as they come")
         self._slots.clear()
-        self._pipeline = self._frame_pipeline(s.pipeline)
+        engine = self._engine
+        self._pipeline = self._frame_pipeline(s.pipeline == "on" or (
+            s.pipeline == "auto" and engine is not None and engine.device.type == "cuda"))
         self._pipeline.start()
         self._active = True
         self._subscribe_cameras()

@@ -19,6 +19,7 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 PRECISIONS = ("fp32", "fp16", "bf16")
 COMPILE_MODES = ("off", "default", "max-autotune-no-cudagraphs")  # as model.compiled (checked by a test)
 RELIABILITIES = ("best_effort", "reliable")
+PIPELINE_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Settings:
     reliability: str = "best_effort"
     autostart: bool = False
     reset_on_deactivate: bool = False
-    pipeline: bool = True
+    pipeline: str = "auto"
     path_max_length: int = 1000
     smoothing: str = "off"
     smoothing_min_cutoff: float = 2.5
@@ -136,9 +137,10 @@ _SPECS = {
     "autostart": ("Configure and activate right after start (instead of waiting for lifecycle commands).",
                   {"read_only": True}),
     "reset_on_deactivate": ("Clear the recurrent state and tracks when the node is deactivated.", {}),
-    "pipeline": ("Decode and preprocess the next frame, and publish the previous one, on threads of their own "
-                 "while the network runs the current one (false: one thread does each frame start to end). "
-                 "Applied on activate.", {}),
+    "pipeline": ("on: decode and preprocess the next frame, and publish the previous one, on threads of their "
+                 "own while the network runs the current one; off: one thread does each frame start to end; auto: "
+                 "on with CUDA, off on the CPU (where the stages compete for the same cores: slower on 2 cores). "
+                 "Applied on activate.", {"additional_constraints": "auto | on | off"}),
     "path_max_length": ("Number of camera poses kept in ~/camera_path (0 = unlimited).",
                         _int_range(0, 1_000_000)),
     "smoothing": ("Temporal smoothing of each tracked person's position, orientation and joint rotations: off, "
@@ -260,6 +262,8 @@ def validation_error(name: str, value, current: Mapping[str, object]) -> Optiona
         return f"precision '{value}' must be one of {', '.join(PRECISIONS)}"
     if name == "compile" and value not in COMPILE_MODES:
         return f"compile '{value}' must be one of {', '.join(COMPILE_MODES)}"
+    if name == "pipeline" and value not in PIPELINE_MODES:
+        return f"pipeline '{value}' must be one of {', '.join(PIPELINE_MODES)}"
     if (name == "reliability" or name.endswith(".reliability")) and value not in RELIABILITIES:
         return f"{name} '{value}' must be one of {', '.join(RELIABILITIES)}"
     if name == "smoothing" and value not in SMOOTHINGS:

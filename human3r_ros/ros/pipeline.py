@@ -5,7 +5,9 @@ Pipelined, each stage has its own thread and hands its result to the next throug
 hand-off, so the next frame is decoded and preprocessed while the network runs the current one,
 and the previous one is published meanwhile. Frames keep their order (one thread per stage,
 one item per hand-off) and a stage only starts on new input when its output hand-off is empty,
-so no frame waits behind more than one other at any stage. Unpipelined, one thread runs the
+so no frame waits behind more than one other at any stage. The first stage takes the newest
+frame just in time (from the stages' running mean durations): when the next stage is due to be
+free, so a frame does not wait a whole network step after it was prepared. Unpipelined, one thread runs the
 stages one after another (what a 2-core CPU or a debugging session may prefer).
 
 Nothing here knows ROS: the node gives the functions.
@@ -14,12 +16,14 @@ Nothing here knows ROS: the node gives the functions.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from human3r_ros.ros.worker import SupervisedWorker
 
 POLL_S = 0.1  # how often a waiting thread looks at its stop event
+TIMING_WEIGHT = 0.2  # weight of the newest duration in a stage's running mean
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,9 @@ class FramePipeline:
         self._stages = stages
         self._on_error = on_error
         self.pipelined = pipelined
+        self._timing = threading.Lock()
+        self._mean_s = [0.0] * len(stages)  # running mean of each stage's duration
+        self._busy_since: list[Optional[float]] = [None] * len(stages)  # monotonic start of the item in work
         if pipelined:
             # hand-off k lies between stage k and stage k + 1
             self._handoffs = [Handoff() for _ in stages[1:]]
@@ -116,19 +123,42 @@ class FramePipeline:
         """Restart the threads that ended although they should run: (thread name, what ended it)."""
         return [(worker.name, reason) for worker in self._workers if (reason := worker.check())]
 
-    def _run(self, stage: Stage, item: Any) -> Any:
+    def _run(self, k: int, item: Any) -> Any:
+        started = time.monotonic()
+        with self._timing:
+            self._busy_since[k] = started
         try:
-            return stage.run(item)
+            return self._stages[k].run(item)
         except Exception as exc:  # noqa: BLE001 - one item's failure stays with it
-            self._on_error(stage.name, exc)
+            self._on_error(self._stages[k].name, exc)
             return None
+        finally:
+            took = time.monotonic() - started
+            with self._timing:
+                self._busy_since[k] = None
+                mean = self._mean_s[k]
+                self._mean_s[k] = took if mean == 0.0 else mean + TIMING_WEIGHT * (took - mean)
+
+    def _wait_until_just_in_time(self, stop: threading.Event) -> None:
+        """The first stage takes the newest frame as late as it can: so that it is prepared when
+        the next stage is due to be free, not a whole step of that stage before (which would add
+        that step to every frame's latency)."""
+        while not stop.is_set():
+            with self._timing:
+                busy_since, next_s, own_s = self._busy_since[1], self._mean_s[1], self._mean_s[0]
+            if busy_since is None:
+                return
+            wait = busy_since + next_s - own_s - time.monotonic()
+            if wait <= 0:
+                return
+            stop.wait(min(wait, POLL_S))
 
     def process(self, item: Any) -> Any:
         """Run `item` through every stage on the calling thread (what the unpipelined thread does)."""
-        for stage in self._stages:
+        for k in range(len(self._stages)):
             if item is None:
                 break
-            item = self._run(stage, item)
+            item = self._run(k, item)
         return item
 
     def _serial_loop(self, stop: threading.Event) -> None:
@@ -138,16 +168,17 @@ class FramePipeline:
     def _stage_loop(self, k: int) -> Callable[[threading.Event], None]:
         source = self._take if k == 0 else self._handoffs[k - 1].take
         out = self._handoffs[k] if k < len(self._handoffs) else None
-        stage = self._stages[k]
 
         def loop(stop: threading.Event) -> None:
             while not stop.is_set():
                 if out is not None and not out.wait_empty(stop):
                     return
+                if k == 0:
+                    self._wait_until_just_in_time(stop)
                 item = source(POLL_S)
                 if item is None:
                     continue
-                item = self._run(stage, item)
+                item = self._run(k, item)
                 if item is not None and out is not None:
                     out.put(item, stop)
 

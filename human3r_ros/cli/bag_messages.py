@@ -2,23 +2,25 @@
 
 The numpy work (quaternions, boxes, cloud packing) is shared with the node through
 human3r_ros.ros.msg_arrays; this module only fills rosbags dataclasses, so bags written
-offline carry what the live node publishes.
+offline carry what the live node publishes. Several cameras: camera_options() gives each
+camera the node's per-camera topics and frames, BagMessages.fused() the fused people.
 """
 
 from __future__ import annotations
 
 import sys
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from human3r_ros.ros import msg_arrays as arrays
 
-TOPIC_HUMANS = "/human3r/humans"
+TOPIC_PREFIX = "/human3r/"  # the node's private namespace (~/ of node "human3r")
+TOPIC_HUMANS = TOPIC_PREFIX + "humans"
 TOPIC_TF = "/tf"
-TOPIC_CLOUD = "/human3r/scene/points"
-TOPIC_PATH = "/human3r/camera_path"
+TOPIC_CLOUD = TOPIC_PREFIX + "scene/points"
+TOPIC_PATH = TOPIC_PREFIX + "camera_path"
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,27 @@ class OutputOptions:
     cloud_confidence: float = 1.5
     cloud_remove_humans: bool = True
     path_max_length: int = 1000
+    topic_prefix: str = TOPIC_PREFIX  # humans, scene/points and camera_path go under it
+
+
+def _frame_part(camera: str) -> str:
+    # camera names from bag topics may hold '/': kept in topics, '_' in TF frame ids
+    return camera.replace("/", "_")
+
+
+def camera_world_frame(world_frame: str, camera: str) -> str:
+    """One camera's own reconstruction frame, named as ros/fused_outputs.camera_world_frame does
+    (repeated here: that module imports rclpy, which cli/ must run without)."""
+    return f"{world_frame}_{_frame_part(camera)}"
+
+
+def camera_options(options: OutputOptions, camera: str) -> OutputOptions:
+    """One of several cameras, named as the node names it (node._frames): topics under
+    <prefix><camera>/, frames <world>_<camera>, <camera_frame>_<camera>, <body_prefix><camera>_<id>."""
+    return replace(options, topic_prefix=f"{options.topic_prefix}{camera}/",
+                   world_frame=camera_world_frame(options.world_frame, camera),
+                   camera_frame=f"{options.camera_frame}_{_frame_part(camera)}",
+                   body_frame_prefix=f"{options.body_frame_prefix}{_frame_part(camera)}_")
 
 
 class BagMessages:
@@ -76,20 +99,22 @@ class BagMessages:
                                              rotation=pose.orientation))
 
     # ------------------------------------------------------------------ messages
-    def _human(self, person, roi, pose):
+    def _human(self, person, roi, pose, person_id=None, views=()):
+        """An engine Person (one camera: no views), or a fused person with its global id and
+        views (no joints, vertices or roi: as conversions.fused_to_human_array)."""
         joints = getattr(person, "joints_world", None)
         vertices = getattr(person, "vertices_world", None) if self.options.include_vertices else None
         x, y, w, h = (int(v) for v in roi)
         return self._msg(
             "human3r_msgs/msg/Human",
-            **arrays.human_fields(person),
+            **arrays.human_fields(person, person_id),
             pose=pose,
             head_position=self._point(person.head_position_world),
             joints=[] if joints is None else [self._point(j) for j in np.asarray(joints)],
             vertices=np.zeros(0, np.float32) if vertices is None else np.asarray(vertices, np.float32).reshape(-1),
             roi=self._msg("sensor_msgs/msg/RegionOfInterest", x_offset=x, y_offset=y, height=h, width=w,
                           do_rectify=False),
-            cameras=[], camera_track_ids=np.zeros(0, np.uint32),  # one camera: no fused views
+            cameras=[v.camera for v in views], camera_track_ids=np.array([v.track_id for v in views], np.uint32),
         )
 
     def _cloud(self, result, header):
@@ -119,9 +144,27 @@ class BagMessages:
         transforms += [self._transform(pose, header, f"{o.body_frame_prefix}{p.track_id}")
                        for p, pose in zip(people, body_poses)]
         self._path.append(self._msg("geometry_msgs/msg/PoseStamped", header=header, pose=camera_pose))
-        out = [(TOPIC_HUMANS, humans),
+        out = [(o.topic_prefix + "humans", humans),
                (TOPIC_TF, self._msg("tf2_msgs/msg/TFMessage", transforms=transforms)),
-               (TOPIC_PATH, self._msg("nav_msgs/msg/Path", header=header, poses=list(self._path)))]
+               (o.topic_prefix + "camera_path",
+                self._msg("nav_msgs/msg/Path", header=header, poses=list(self._path)))]
         if o.cloud:
-            out.append((TOPIC_CLOUD, self._cloud(result, header)))
+            out.append((o.topic_prefix + "scene/points", self._cloud(result, header)))
         return out
+
+    def fused(self, fused, stamp_ns: int, anchors: dict) -> list[tuple[str, object]]:
+        """(topic, message) pairs for one fusion.FusedFrame, as the node's fused outputs: the people
+        on <prefix>humans in the rig world (camera_pose: the rig's pose), TF world -> each camera's
+        world (`anchors`: camera -> 4x4 fuser.rig.anchor) and world -> <body_prefix><global id>."""
+        o = self.options
+        header = self._header(stamp_ns, o.world_frame)
+        poses = [self._pose(arrays.body_frame_matrix(p)) for p in fused.people]
+        humans = self._msg("human3r_msgs/msg/HumanArray", header=header, camera_pose=self._pose(fused.rig_pose),
+                           humans=[self._human(p, (0, 0, 0, 0), pose, p.person_id, p.views)
+                                   for p, pose in zip(fused.people, poses)])
+        transforms = [self._transform(self._pose(anchor), header, camera_world_frame(o.world_frame, camera))
+                      for camera, anchor in anchors.items()]
+        transforms += [self._transform(pose, header, f"{o.body_frame_prefix}{p.person_id}")
+                       for p, pose in zip(fused.people, poses)]
+        return [(o.topic_prefix + "humans", humans),
+                (TOPIC_TF, self._msg("tf2_msgs/msg/TFMessage", transforms=transforms))]

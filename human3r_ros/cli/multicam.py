@@ -3,7 +3,8 @@
 One engine (one network) with a stream per camera; frames whose stamps lie within --sync-slop
 form a frame set and run as one batched pass; with a rig file (--extrinsics) the people of a
 set are fused across cameras (human3r_ros.fusion). The .npz output holds each camera's arrays
-under "<camera>/<key>" (the single-camera keys) and the fused people under "fused_<key>".
+under "<camera>/<key>" (the single-camera keys) and the fused people under "fused_<key>". A bag
+output (bag inputs only) holds what the node publishes for several cameras (MulticamBag).
 """
 
 from __future__ import annotations
@@ -80,12 +81,84 @@ def fused_arrays(fused_frames: list) -> dict[str, np.ndarray]:
     }
 
 
-def run_multicam(args, bag_input: bool, load_engine, write_npz, meta: dict) -> int:
+class MulticamNpz:
+    """The .npz output: every camera's results and the fused frame sets, written on commit."""
+
+    def __init__(self, output: Path, write_npz, cameras: list[str], fusing: bool):
+        self.output, self._write_npz, self._fusing = output, write_npz, fusing
+        self.results = {n: [] for n in cameras}
+        self.fused_frames = []
+
+    def new_sequence(self, camera: str) -> None:
+        pass  # frame_index restarting at 0 and frame_stamp show it
+
+    def frame(self, camera: str, frame, result) -> None:
+        self.results[camera].append(result)
+
+    def fused(self, fused, frames: dict, anchors: dict) -> None:
+        self.fused_frames.append(fused)
+
+    def commit(self, meta: dict) -> None:
+        from human3r_ros.engine.npz_schema import to_npz_dict
+
+        arrays = {f"{n}/{k}": v for n, r in self.results.items() if r for k, v in to_npz_dict(r).items()}
+        if self._fusing:
+            arrays.update(fused_arrays(self.fused_frames))
+        arrays["meta_json"] = np.array(json.dumps(meta))
+        self._write_npz(self.output, arrays)
+
+    def abort(self) -> None:
+        pass  # nothing on disk before commit
+
+
+class MulticamBag:
+    """The bag output (bag inputs only), as the node publishes several cameras: each camera's
+    messages under /human3r/<camera>/ with its own TF frames (bag_messages.camera_options), the
+    fused people on /human3r/humans with TF from the rig world (BagMessages.fused). Written as
+    frames come, moved to the output on commit."""
+
+    def __init__(self, output: Path, options, sources: dict, copy_input: bool):
+        from human3r_ros.cli.bag_messages import BagMessages, camera_options
+        from human3r_ros.cli.bags import BagWriter, typestore
+
+        self.writer = BagWriter(output)
+        self.messages = {n: BagMessages(typestore(), camera_options(options, n)) for n in sources}
+        self.fusion = BagMessages(typestore(), options)
+        self.copy_from = {n: s.connections[0] for n, s in sources.items()} if copy_input else {}
+
+    def new_sequence(self, camera: str) -> None:
+        self.messages[camera].new_sequence()
+
+    def frame(self, camera: str, frame, result) -> None:
+        for topic, msg in self.messages[camera].frame(result, frame.stamp_ns, frame.rgb.shape[:2]):
+            self.writer.write(topic, msg, frame.log_ns)
+        source = self.copy_from.get(camera)
+        if source is not None:
+            self.writer.write_raw(source.topic, source.msgtype, frame.raw, frame.log_ns)
+
+    def fused(self, fused, frames: dict, anchors: dict) -> None:
+        """`frames`: the fused cameras' input frames; stamped with the newest, as the node does."""
+        stamp_ns = max(f.stamp_ns for f in frames.values())
+        log_ns = max(f.log_ns for f in frames.values())
+        for topic, msg in self.fusion.fused(fused, stamp_ns, anchors):
+            self.writer.write(topic, msg, log_ns)
+
+    def commit(self, meta: dict) -> None:
+        self.writer.set_custom_data("human3r", json.dumps(meta))
+        self.writer.commit()
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+def run_multicam(args, bag_input: bool, load_engine, write_npz, meta: dict, output_options=None) -> int:
+    """`output_options`: bag_messages.OutputOptions of a bag output (unused for an .npz)."""
     from human3r_ros.cli.sources import Window, open_file_source
     from human3r_ros.engine.stream import StampedStream, step_streams
 
-    if args.output.suffix.lower() != ".npz":
-        raise CliError("several cameras write an .npz output (per-camera and fused arrays)")
+    to_bag = args.output.suffix.lower() != ".npz"
+    if to_bag and not bag_input:  # process.run's output check says so first
+        raise CliError("several non-bag inputs write an .npz output; bag outputs need a bag input")
     if bag_input and len(args.input) > 1:
         raise CliError("give one bag with several --image-topic, or several non-bag --input files")
     names = camera_names(args, bag_input)
@@ -109,34 +182,40 @@ def run_multicam(args, bag_input: bool, load_engine, write_npz, meta: dict) -> i
                 fuser = Fuser(Rig(rig))
             except ValueError as exc:
                 raise CliError(f"--extrinsics {args.extrinsics}: {exc}") from None
-        results = {n: [] for n in names}
-        fused = []
+        sink = (MulticamBag(args.output, output_options, sources, args.copy_input) if to_bag
+                else MulticamNpz(args.output, write_npz, names, fuser is not None))
+        frames = {n: 0 for n in names}
+        fused_sets = 0
         interrupted = False
         try:
-            for members in frame_sets({n: iter(s) for n, s in sources.items()}, round(args.sync_slop * NS_PER_S)):
-                outcomes = step_streams([(streams[n], f.rgb, f.stamp_ns) for n, f in members.items()])
-                done = {}
-                for (name, frame), outcome in zip(members.items(), outcomes):
-                    if outcome.note:
-                        log.warning("%s: %s", frame.where, outcome.note)
-                    if outcome.result is not None:
-                        results[name].append(outcome.result)
-                        done[name] = outcome.result
-                    if outcome.new_sequence and fuser is not None and name in rig:
-                        fuser.reset_camera(name)
-                fusable = {n: r for n, r in done.items() if n in rig}
-                if fuser is not None and fusable:
-                    fused.append(fuser.fuse(fusable))
-        except KeyboardInterrupt:
-            interrupted = True
-    from human3r_ros.engine.npz_schema import to_npz_dict
-
-    arrays = {f"{n}/{k}": v for n in names if results[n] for k, v in to_npz_dict(results[n]).items()}
-    if fuser is not None:
-        arrays.update(fused_arrays(fused))
-    meta = {**meta, "cameras": names, "extrinsics": rig, "frames": {n: len(r) for n, r in results.items()},
-            "fused_sets": len(fused), "interrupted": interrupted}
-    arrays["meta_json"] = np.array(json.dumps(meta))
-    write_npz(args.output, arrays)
-    log.info("wrote %s: %s frames per camera, %d fused frame sets", args.output, meta["frames"], len(fused))
+            try:
+                for members in frame_sets({n: iter(s) for n, s in sources.items()},
+                                          round(args.sync_slop * NS_PER_S)):
+                    outcomes = step_streams([(streams[n], f.rgb, f.stamp_ns) for n, f in members.items()])
+                    done = {}
+                    for (name, frame), outcome in zip(members.items(), outcomes):
+                        if outcome.note:
+                            log.warning("%s: %s", frame.where, outcome.note)
+                        if outcome.new_sequence:  # this result opens a new sequence (a new camera path)
+                            sink.new_sequence(name)
+                            if fuser is not None and name in rig:
+                                fuser.reset_camera(name)
+                        if outcome.result is not None:
+                            sink.frame(name, frame, outcome.result)
+                            frames[name] += 1
+                            done[name] = outcome.result
+                    fusable = {n: r for n, r in done.items() if n in rig}
+                    if fuser is not None and fusable:
+                        # the anchors after fuse(): it places the cameras new to it
+                        sink.fused(fuser.fuse(fusable), {n: members[n] for n in fusable},
+                                   {n: fuser.rig.anchor(n) for n in fusable})
+                        fused_sets += 1
+            except KeyboardInterrupt:
+                interrupted = True
+            sink.commit({**meta, "cameras": names, "extrinsics": rig, "frames": frames, "fused_sets": fused_sets,
+                         "interrupted": interrupted})
+        except BaseException:
+            sink.abort()
+            raise
+    log.info("wrote %s: %s frames per camera, %d fused frame sets", args.output, frames, fused_sets)
     return 130 if interrupted else 0

@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "'frames_uint8' (N x H x W x 3 RGB), or ROS 2 bag (.mcap file, or bag folder); "
                          "several non-bag --input: several cameras, named by their file stems")
     io.add_argument("--output", required=True, type=Path, metavar="PATH",
-                    help="results: out.npz; for bag inputs also out.mcap or a sqlite3 bag folder")
+                    help="results: out.npz; for bag inputs also out.mcap or a sqlite3 bag folder (several "
+                         "cameras: topics under /human3r/<camera>/, fused people on /human3r/humans)")
     io.add_argument("--overwrite", action="store_true", help="replace an existing output")
     io.add_argument("--image-topic", metavar="TOPIC", action="append", default=[],
                     help="bag inputs: Image or CompressedImage topic (default: the only one); several: "
@@ -265,17 +266,20 @@ class BagSink:
         self.writer.abort()
 
 
-def _make_sink(args, source):
-    if args.output.suffix.lower() == ".npz":
-        return NpzSink(args.output)
+def _output_options(args):
     from human3r_ros.cli.bag_messages import OutputOptions
 
-    options = OutputOptions(
+    return OutputOptions(
         world_frame=args.world_frame, camera_frame=args.camera_frame, body_frame_prefix=args.body_frame_prefix,
         include_vertices=args.vertices, cloud=not args.no_cloud, cloud_decimation=args.cloud_decimation,
         cloud_confidence=args.cloud_confidence, cloud_remove_humans=not args.cloud_humans,
         path_max_length=args.path_length)
-    return BagSink(args.output, options, source.connections[0] if args.copy_input else None)
+
+
+def _make_sink(args, source):
+    if args.output.suffix.lower() == ".npz":
+        return NpzSink(args.output)
+    return BagSink(args.output, _output_options(args), source.connections[0] if args.copy_input else None)
 
 
 # --------------------------------------------------------------------------- processing
@@ -379,7 +383,7 @@ def run(args) -> int:
         for path in args.input:
             _check_output(args.output, path, bag_input, args.overwrite)
         _check_model_files(args)
-        return run_multicam(args, bag_input, _load_engine, write_npz, _meta_base(args))
+        return run_multicam(args, bag_input, _load_engine, write_npz, _meta_base(args), _output_options(args))
     args.input = args.input[0]
     args.image_topic = args.image_topic[0] if args.image_topic else None
     if not args.input.exists():

@@ -11,7 +11,8 @@ Sections, each written to ``out/gpu-check.json`` and printed as markdown tables 
 3. peak GPU memory per variant (``torch.cuda.max_memory_allocated``; peak RSS on CPU);
 4. the real node in-process for 500 frames: image published through rclpy until its HumanArray
    arrives, p50 / p90, and device memory along the run (672S random weights written as an official
-   checkpoint into a temporary folder);
+   checkpoint into a temporary folder), with the default pipeline (on with CUDA) and, on CUDA, again
+   with one thread;
 5. batched multi-camera throughput with ``engine.step_many`` (benchmarks/bench_multicam.py's child mode).
 
 CUDA graphs are not offered by the engine: a row says so. Nothing is downloaded. Without CUDA (or
@@ -224,7 +225,8 @@ def node_run(spec: dict) -> dict:
             Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value=spec["device"]),
             Parameter("precision", value=spec["precision"]), Parameter("image_size", value=spec["image_size"]),
             Parameter("detection_threshold", value=float(threshold)), Parameter("reliability", value="reliable"),
-            Parameter("cpu_threads", value=spec["threads"]), Parameter("autostart", value=True)])
+            Parameter("cpu_threads", value=spec["threads"]), Parameter("pipeline", value=spec["pipeline"]),
+            Parameter("autostart", value=True)])
         client = rclpy.create_node("gpu_check_camera")
         arrived, lock = {}, threading.Lock()
 
@@ -244,6 +246,7 @@ def node_run(spec: dict) -> dict:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the node did not become active within 300 s")
                 time.sleep(0.1)
+            pipelined = node._pipeline.pipelined
             rng = np.random.default_rng(0)  # bench_multicam's noise frame: the threshold was set on it
             base = rng.integers(0, 256, (*INPUT_HW, 3), dtype=np.uint8)
             latencies, memory, lost = [], [], 0
@@ -279,7 +282,7 @@ def node_run(spec: dict) -> dict:
     ms = np.asarray(latencies) * 1e3
     warm = memory[1][1] if len(memory) > 1 else memory[0][1]
     return {
-        **spec, "frames_with_output": len(latencies), "frames_lost": lost,
+        **spec, "pipelined": pipelined, "frames_with_output": len(latencies), "frames_lost": lost,
         "p50_ms": float(np.percentile(ms, 50)) if ms.size else None,
         "p90_ms": float(np.percentile(ms, 90)) if ms.size else None,
         "memory_mb": memory, "memory_kind": "torch.cuda.memory_allocated" if spec["device"] != "cpu" else "RSS",
@@ -291,8 +294,9 @@ def node_run(spec: dict) -> dict:
 def node_spec(cuda: bool) -> dict:
     if cuda:
         return dict(checkpoint="human3r_672S", device="cuda", precision="bf16", image_size=512, threads=2,
-                    warmup=10, frames=500)
-    return dict(checkpoint="tiny", device="cpu", precision="fp32", image_size=64, threads=1, warmup=2, frames=20)
+                    warmup=10, frames=500, pipeline="auto")
+    return dict(checkpoint="tiny", device="cpu", precision="fp32", image_size=64, threads=1, warmup=2, frames=20,
+                pipeline="auto")
 
 
 # --------------------------------------------------------------------------- 5. multi-camera
@@ -337,12 +341,15 @@ def markdown(report: dict) -> str:
         lines.append(f"| {r['model']} | {r['precision']} | {r['mode']} | {r['median_ms']:.1f} | {r['fps']:.1f} | "
                      f"{gpu} | {r['peak_rss_gb']:.2f} |")
     lines.append(f"| all | all | CUDA graphs | {report['cuda_graphs']['note']} | | | |")
-    n = report["node"]
     lines += [""]
-    if "error" in n:
-        lines.append(f"node: {n['error']}")
-    else:
-        lines.append(f"node ({n['checkpoint']}, {n['device']}, {n['precision']}, {n['frames']} frames at "
+    for n in (report["node"], report.get("node_one_thread")):
+        if n is None:
+            continue
+        if "error" in n:
+            lines.append(f"node (pipeline {n['pipeline']}): {n['error']}")
+            continue
+        lines.append(f"node ({n['checkpoint']}, {n['device']}, {n['precision']}, "
+                     f"{'pipelined' if n['pipelined'] else 'one thread'}, {n['frames']} frames at "
                      f"{INPUT_HW[1]}x{INPUT_HW[0]}): image published -> HumanArray received p50 {n['p50_ms']:.1f} ms, "
                      f"p90 {n['p90_ms']:.1f} ms, {n['frames_lost']} lost; {n['memory_kind']} "
                      f"{n['memory_mb'][0][1]:.0f} -> {n['memory_mb'][-1][1]:.0f} MB "
@@ -391,6 +398,10 @@ def main(argv=None) -> int:
     spec = node_spec(cuda)
     node, error = child(Path(__file__), "--node-child", spec, max(deadline - time.monotonic(), 0) + 180)
     report["node"] = node if node is not None else {**spec, "error": error}
+    if cuda:  # the same frames with one thread, for the pipeline's effect on latency (the CPU default)
+        spec = {**spec, "pipeline": "off"}
+        node, error = child(Path(__file__), "--node-child", spec, max(deadline - time.monotonic(), 0) + 120)
+        report["node_one_thread"] = node if node is not None else {**spec, "error": error}
     report["multicam"] = multicam(cuda, deadline + 60)
     report["elapsed_s"] = time.monotonic() - begin
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ def test_dry_run_writes_every_section_and_passes_correctness(tmp_path):
     assert node["frames_with_output"] == node["frames"] and node["frames_lost"] == 0
     assert 0 < node["p50_ms"] <= node["p90_ms"]
     assert node["memory_mb"][-1][0] == node["frames"]
+    assert node["pipeline"] == "auto" and node["pipelined"] is False  # auto: one thread on the CPU
 
     multicam = report["multicam"]
     assert {(r["cameras"], r["mode"]) for r in multicam} == {

@@ -41,12 +41,12 @@ from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import Trigger
 
 from human3r_ros.engine.cpu_memory import keep_freed_memory
-from human3r_ros.engine.one_euro import OneEuroSettings
 from human3r_ros.engine.stream import StampedStream, step_streams
 from human3r_ros.ros import conversions as conv
 from human3r_ros.ros import parameters as params
 from human3r_ros.ros import rclpy_compat
 from human3r_ros.ros.camera import Camera, FrameSlots
+from human3r_ros.ros.engine_loading import checkpoint_file, load_engine
 from human3r_ros.ros.diagnostics import (PROBLEM_HOLD_S, DiagnosticsReporter, camera_figures, memory_figures,
                                          overall_status)
 from human3r_ros.ros.fused_outputs import FusedOutputs, camera_world_frame, fused_outputs_for
@@ -261,59 +261,24 @@ class Human3RNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS  # back to unconfigured
 
     def _load_engine(self, s: params.Settings):
-        if not s.checkpoint:
-            raise ValueError("parameter 'checkpoint' is empty: set it to a Human3R checkpoint file or a released "
-                             "name (e.g. human3r_672S)")
-        checkpoint = self._checkpoint_file(s)
-        if s.body_model_dir and not os.path.isdir(s.body_model_dir):
-            raise FileNotFoundError(f"body_model_dir is not a folder: {s.body_model_dir}")
-        import torch
-
-        if s.cpu_threads:
-            # process-wide: restored when the model is released
-            self._threads_before = torch.get_num_threads()
-            torch.set_num_threads(s.cpu_threads)
-        device = s.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"device '{s.device}' requested but CUDA is not available to torch "
-                               f"{torch.__version__}; set device:=cpu")
-        from human3r_ros.engine import Human3REngine
-
-        smoothing = None if s.smoothing == "off" else OneEuroSettings(
-            s.smoothing_min_cutoff, s.smoothing_beta, s.smoothing_d_cutoff)
-        return Human3REngine.from_checkpoint(
-            checkpoint, body_model_dir=s.body_model_dir or None, device=device, precision=s.precision,
-            ttt3r=s.ttt3r, reset_interval=s.reset_interval, size=s.image_size,
-            det_threshold=s.detection_threshold, compile_mode=s.compile, smoothing=smoothing)
-
-    def _checkpoint_file(self, s: params.Settings):
-        """The checkpoint's file: a path as given, or a released name resolved (and on first use
-        downloaded and verified) through the Hugging Face cache, with progress in the log and on
-        /diagnostics."""
-        from human3r_ros.model.hub import is_weights_name, progress_logger, resolve_checkpoint
-
-        log = self.get_logger().info
-        if is_weights_name(s.checkpoint):
-            log(f"checkpoint '{s.checkpoint}': released weights; a first download (3-5 GB) makes configure "
-                "take minutes")
-
-        def progress(text: str) -> None:
-            log(text)
-            with self._events_lock:
-                self._download_note = text
-            self._diagnostics.publish()
-
         try:
-            path = resolve_checkpoint(s.checkpoint, s.checkpoint_revision or None,
-                                      progress=progress_logger(progress, every_s=5.0), log=log)
+            checkpoint = checkpoint_file(s, self.get_logger().info, self._download_progress)
         finally:
             with self._events_lock:
                 self._download_note = ""
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"checkpoint file not found: {path}")
-        return path
+        if s.cpu_threads:
+            import torch
+
+            # process-wide: restored when the model is released
+            self._threads_before = torch.get_num_threads()
+            torch.set_num_threads(s.cpu_threads)
+        return load_engine(s, checkpoint)
+
+    def _download_progress(self, text: str) -> None:
+        self.get_logger().info(text)
+        with self._events_lock:
+            self._download_note = text
+        self._diagnostics.publish()
 
     def _fused_outputs(self, s: params.Settings) -> Optional[FusedOutputs]:
         """Several cameras: the fuser over the cameras that have extrinsics (None without any);

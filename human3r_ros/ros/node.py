@@ -46,16 +46,16 @@ from human3r_ros.ros import conversions as conv
 from human3r_ros.ros import parameters as params
 from human3r_ros.ros import rclpy_compat
 from human3r_ros.ros.camera import Camera, FrameSlots
-from human3r_ros.ros.engine_loading import checkpoint_file, load_engine
 from human3r_ros.ros.diagnostics import (PROBLEM_HOLD_S, DiagnosticsReporter, camera_figures, memory_figures,
                                          overall_status)
+from human3r_ros.ros.engine_loading import checkpoint_file, load_engine
 from human3r_ros.ros.fused_outputs import FusedOutputs, camera_world_frame, fused_outputs_for
 from human3r_ros.ros.hri import HriBodyPublishers
 from human3r_ros.ros.outputs import OutputFrames, StreamOutputs, TfSender
-from human3r_ros.ros.rig_tf import open_tf_extrinsics
+from human3r_ros.ros.pipeline import FramePipeline, Stage
 from human3r_ros.ros.problems import (ERROR, WARN, FrameProblem, ProblemLog, RosLogHandler, conversion_problem,
                                       engine_problem, log_at)
-from human3r_ros.ros.pipeline import FramePipeline, Stage
+from human3r_ros.ros.rig_tf import open_tf_extrinsics
 
 NODE_NAME = "human3r"
 WATCHDOG_PERIOD_S = 0.5  # a dead worker is noticed and restarted within this
@@ -294,8 +294,8 @@ class Human3RNode(LifecycleNode):
                 return None
             self._warn_once("rig_frame", "rig_frame is set, but tf2_ros is not importable here: using the "
                             "extrinsics.<camera> parameters")
-        return fused_outputs_for(self, s, {c: e for c in s.cameras if (e := params.camera_extrinsics(self, c)) is not None},
-                                 self._tf, self._warn_once)
+        extrinsics = {c: e for c in s.cameras if (e := params.camera_extrinsics(self, c)) is not None}
+        return fused_outputs_for(self, s, extrinsics, self._tf, self._warn_once)
 
     def _fuse_from_tf(self, camera: Camera, frame_id: str) -> None:
         """With rig_frame and tf2_ros: start fusing once TF gives every camera's extrinsics."""
@@ -390,7 +390,7 @@ class Human3RNode(LifecycleNode):
         if fused is not None:
             fused.reset_camera(camera.name)
 
-    # ------------------------------------------------------------------ the worker
+    # ------------------------------------------------------------------ the frame pipeline
 
     def _frame_pipeline(self, pipelined: bool) -> FramePipeline:
         order = list(self._cameras)
@@ -456,7 +456,8 @@ class Human3RNode(LifecycleNode):
                             "time-going-backwards check is off")
         stream = camera.stream
         if stream is None:
-            return self._frame_problem(camera, stamp_ns, FrameProblem("engine_error", "the model was released meanwhile"))
+            return self._frame_problem(camera, stamp_ns, FrameProblem("engine_error",
+                                                                      "the model was released meanwhile"))
         try:
             view = stream.engine.prepare(rgb)
         except ValueError as exc:  # the model's own input rules (size, layout)

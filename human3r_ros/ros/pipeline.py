@@ -171,10 +171,11 @@ class FramePipeline:
 
         def loop(stop: threading.Event) -> None:
             while not stop.is_set():
-                if out is not None and not out.wait_empty(stop):
-                    return
-                if k == 0:
-                    self._wait_until_just_in_time(stop)
+                if out is not None:
+                    if not out.wait_empty(stop):
+                        return
+                    if k == 0:
+                        self._wait_until_just_in_time(stop)
                 item = source(POLL_S)
                 if item is None:
                     continue

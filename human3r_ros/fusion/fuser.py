@@ -10,7 +10,8 @@ For each frame set (one FrameResult per camera, taken at about the same time):
   4. the rig pose (rig frame -> rig world), from the cameras' own trajectories, takes the
      result to the rig world; a camera seen for the first time (or after reset_camera) is
      anchored there from the rig pose the other cameras give (the last one when none can);
-  5. groups get global ids; well-conditioned groups add scale samples for the next frame sets.
+  5. groups get global ids; well-conditioned groups, and the rig's own turns (motion_scale),
+     add scale samples for the next frame sets.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from human3r_ros.fusion.association import associate_views, pose_quaternions
 from human3r_ros.fusion.averaging import (joint_rotations, mean_coefficients, mean_rotation_per_group,
                                           split_joint_rotations, view_weights)
 from human3r_ros.fusion.identities import GlobalIds
+from human3r_ros.fusion.motion_scale import MotionScale
 from human3r_ros.fusion.people import FusedFrame, FusedPerson, PersonView
 from human3r_ros.fusion.rig import Rig
 from human3r_ros.fusion.scale import RunningScale
@@ -69,6 +71,7 @@ class Fuser:
             for camera in rig.cameras
         }
         self.ids = GlobalIds(reidentify_distance, forget_after)
+        self.motion = MotionScale(rig.extrinsics) if estimate_scale else None  # samples once the rig turns
         self._anchored: set[str] = set()
         self._last_rig_pose = np.eye(4)  # the rig world is the rig frame at the first frame set
 
@@ -94,6 +97,8 @@ class Fuser:
         self.rig.check_camera(camera)
         self.ids.forget_camera(camera)
         self._anchored.discard(camera)
+        if self.motion is not None:
+            self.motion.reset_camera(camera)
 
     def fuse(self, frames: Mapping[str, object]) -> FusedFrame:
         """frames: camera name -> that camera's FrameResult of this frame set (anything with
@@ -108,6 +113,9 @@ class Fuser:
         scales = self.scales
         cameras = list(frames)
         rig_pose = self._rig_pose(frames, scales)
+        if self.motion is not None:
+            for camera, metric, units in self.motion.samples({c: frames[c].c2w for c in cameras}):
+                self.scale_estimates[camera].add(metric, units)
         detections = [(camera, person) for camera in cameras for person in frames[camera].people]
         stamps = [frames[c].stamp for c in cameras if frames[c].stamp is not None]
         fused = FusedFrame(stamp=max(stamps) if stamps else None, rig_pose=rig_pose, scales=scales)

@@ -172,7 +172,7 @@ _SPECS = {
     "fusion_gate": ("Largest association cost between two cameras' people (0.8 per metre + 0.2 per radian of "
                     "body-pose difference); farther pairs are never fused.", _float_range(0.01, 100.0)),
     "fusion_estimate_scale": ("Estimate each camera's scale against the rig's metric extrinsics from people "
-                              "seen by two cameras (reported on /diagnostics).", {}),
+                              "seen by two cameras and from the rig's turns (reported on /diagnostics).", {}),
 }
 
 # Read when the model is loaded.

@@ -40,9 +40,20 @@ def make_node(image_size: int, body_model: bool, decimation: int, **extra):
     return Human3RNode(parameter_overrides=overrides)
 
 
+def spin(*nodes):
+    """The nodes on one executor spinning in a thread: (executor, thread)."""
+    from rclpy.executors import MultiThreadedExecutor
+
+    executor = MultiThreadedExecutor()
+    for node in nodes:
+        executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    return executor, spinner
+
+
 def run(frames: int, image_hw, image_size: int, body_model: bool, decimation: int, report_every: int):
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from sensor_msgs.msg import PointCloud2
     from visualization_msgs.msg import MarkerArray
 
@@ -62,11 +73,7 @@ def run(frames: int, image_hw, image_size: int, body_model: bool, decimation: in
     listener.create_subscription(HumanArray, "/human3r/humans", lambda _m: None, 10, raw=True)
     listener.create_subscription(PointCloud2, "/human3r/scene/points", on_cloud, 10, raw=True)
     listener.create_subscription(MarkerArray, "/human3r/markers", lambda _m: None, 10, raw=True)
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    executor.add_node(listener)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    executor, spinner = spin(node, listener)
     deadline = time.monotonic() + 120
     while node._engine is None or not node._outputs:  # autostart configures and activates
         if time.monotonic() > deadline:

@@ -8,7 +8,7 @@ Per trial: frames published to ~/humans per second, and image-in to HumanArray-o
 (the stamp is the publish time on this host's clock). Ratios are taken pair by pair.
 
     python benchmarks/bench_pipeline.py                 # 3 pairs of 10 s at 60 Hz
-    python benchmarks/bench_pipeline.py --pairs 5 --rate 30
+    python benchmarks/bench_pipeline.py --pairs 5 --rate 30 --cpu-threads 1
 """
 
 from __future__ import annotations
@@ -16,19 +16,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_node import make_node  # noqa: E402
+from bench_node import make_node, spin  # noqa: E402
 
 
-def trial(pipeline: bool, seconds: float, rate_hz: float) -> dict:
+def trial(pipeline: bool, seconds: float, rate_hz: float, cpu_threads: int) -> dict:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image, PointCloud2
     from visualization_msgs.msg import MarkerArray
@@ -36,7 +34,7 @@ def trial(pipeline: bool, seconds: float, rate_hz: float) -> dict:
     from human3r_msgs.msg import HumanArray
     from human3r_ros.ros.conversions import array_to_image, stamp_to_ns
 
-    node = make_node(512, True, 1, pipeline="on" if pipeline else "off")
+    node = make_node(512, True, 1, pipeline="on" if pipeline else "off", cpu_threads=cpu_threads)
     listener = rclpy.create_node("bench_pipeline_listener")
     latencies = []
 
@@ -47,11 +45,7 @@ def trial(pipeline: bool, seconds: float, rate_hz: float) -> dict:
     listener.create_subscription(PointCloud2, "/human3r/scene/points", lambda _m: None, 10, raw=True)
     listener.create_subscription(MarkerArray, "/human3r/markers", lambda _m: None, 10, raw=True)
     camera = listener.create_publisher(Image, "/image", qos_profile_sensor_data)
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    executor.add_node(listener)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    executor, spinner = spin(node, listener)
     deadline = time.monotonic() + 120
     while node._pipeline is None or camera.get_subscription_count() == 0:
         if time.monotonic() > deadline:
@@ -89,6 +83,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rate", type=float, default=60.0, help="camera rate (Hz)")
+    ap.add_argument("--cpu-threads", type=int, default=0, help="the node's cpu_threads (0: torch's default)")
     args = ap.parse_args(argv)
 
     import rclpy
@@ -97,8 +92,8 @@ def main(argv=None) -> int:
     try:
         ratios = []
         for pair in range(args.pairs):
-            a = trial(True, args.seconds, args.rate)
-            b = trial(False, args.seconds, args.rate)
+            a = trial(True, args.seconds, args.rate, args.cpu_threads)
+            b = trial(False, args.seconds, args.rate, args.cpu_threads)
             ratios.append(a["fps"] / b["fps"])
             for name, r in (("pipelined", a), ("one thread", b)):
                 print(f"pair {pair + 1} {name:10s}: {r['fps']:.2f} frames/s, latency p50 {r['p50_ms']:.0f} ms, "

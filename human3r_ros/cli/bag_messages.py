@@ -39,24 +39,13 @@ class OutputOptions:
     topic_prefix: str = TOPIC_PREFIX  # humans, scene/points and camera_path go under it
 
 
-def _frame_part(camera: str) -> str:
-    # camera names from bag topics may hold '/': kept in topics, '_' in TF frame ids
-    return camera.replace("/", "_")
-
-
-def camera_world_frame(world_frame: str, camera: str) -> str:
-    """One camera's own reconstruction frame, named as ros/fused_outputs.camera_world_frame does
-    (repeated here: that module imports rclpy, which cli/ must run without)."""
-    return f"{world_frame}_{_frame_part(camera)}"
-
-
 def camera_options(options: OutputOptions, camera: str) -> OutputOptions:
-    """One of several cameras, named as the node names it (node._frames): topics under
-    <prefix><camera>/, frames <world>_<camera>, <camera_frame>_<camera>, <body_prefix><camera>_<id>."""
-    return replace(options, topic_prefix=f"{options.topic_prefix}{camera}/",
-                   world_frame=camera_world_frame(options.world_frame, camera),
-                   camera_frame=f"{options.camera_frame}_{_frame_part(camera)}",
-                   body_frame_prefix=f"{options.body_frame_prefix}{_frame_part(camera)}_")
+    """One of several cameras, named as the node names it: topics under <prefix><camera>/, frames
+    from msg_arrays.camera_frame_names."""
+    world, camera_frame, body_prefix = arrays.camera_frame_names(
+        options.world_frame, options.camera_frame, options.body_frame_prefix, camera)
+    return replace(options, topic_prefix=f"{options.topic_prefix}{camera}/", world_frame=world,
+                   camera_frame=camera_frame, body_frame_prefix=body_prefix)
 
 
 class BagMessages:
@@ -162,7 +151,7 @@ class BagMessages:
         humans = self._msg("human3r_msgs/msg/HumanArray", header=header, camera_pose=self._pose(fused.rig_pose),
                            humans=[self._human(p, (0, 0, 0, 0), pose, p.person_id, p.views)
                                    for p, pose in zip(fused.people, poses)])
-        transforms = [self._transform(self._pose(anchor), header, camera_world_frame(o.world_frame, camera))
+        transforms = [self._transform(self._pose(anchor), header, arrays.camera_world_frame(o.world_frame, camera))
                       for camera, anchor in anchors.items()]
         transforms += [self._transform(pose, header, f"{o.body_frame_prefix}{p.person_id}")
                        for p, pose in zip(fused.people, poses)]

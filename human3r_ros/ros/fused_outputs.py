@@ -9,12 +9,8 @@ from std_msgs.msg import Header
 
 from human3r_msgs.msg import HumanArray
 from human3r_ros.ros import conversions as conv
+from human3r_ros.ros.msg_arrays import camera_world_frame
 from human3r_ros.ros.outputs import OUTPUT_QOS
-
-
-def camera_world_frame(world_frame: str, camera: str) -> str:
-    """The TF frame of one camera's own reconstruction (its first optical frame)."""
-    return f"{world_frame}_{camera}"
 
 
 def fused_outputs_for(node, s, extrinsics: dict, tf, warn_once) -> "FusedOutputs | None":

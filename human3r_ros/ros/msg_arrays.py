@@ -228,3 +228,20 @@ def cloud_points(points: np.ndarray, colours: np.ndarray, *, conf: Optional[np.n
     else:
         rgb_bytes[:, 1:], rgb_bytes[:, 0] = col, 0
     return cloud
+
+
+def _frame_part(camera: str) -> str:
+    return camera.replace("/", "_")  # a camera named by a bag topic: '/' would read as a namespace
+
+
+def camera_world_frame(world_frame: str, camera: str) -> str:
+    """The TF frame of one camera's own reconstruction (its first optical frame)."""
+    return f"{world_frame}_{_frame_part(camera)}"
+
+
+def camera_frame_names(world_frame: str, camera_frame: str, body_frame_prefix: str, camera: str
+                       ) -> tuple[str, str, str]:
+    """One of several cameras' TF frames, so that none collide: its own world, its estimated
+    pose (<camera_frame>_<camera>) and its people's prefix (<body_prefix><camera>_)."""
+    part = _frame_part(camera)
+    return camera_world_frame(world_frame, camera), f"{camera_frame}_{part}", f"{body_frame_prefix}{part}_"

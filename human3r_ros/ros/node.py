@@ -49,8 +49,9 @@ from human3r_ros.ros.camera import Camera, FrameSlots
 from human3r_ros.ros.diagnostics import (PROBLEM_HOLD_S, DiagnosticsReporter, camera_figures, memory_figures,
                                          overall_status)
 from human3r_ros.ros.engine_loading import checkpoint_file, load_engine
-from human3r_ros.ros.fused_outputs import FusedOutputs, camera_world_frame, fused_outputs_for
+from human3r_ros.ros.fused_outputs import FusedOutputs, fused_outputs_for
 from human3r_ros.ros.hri import HriBodyPublishers
+from human3r_ros.ros.msg_arrays import camera_frame_names
 from human3r_ros.ros.outputs import OutputFrames, StreamOutputs, TfSender
 from human3r_ros.ros.pipeline import FramePipeline, Stage
 from human3r_ros.ros.problems import (ERROR, WARN, FrameProblem, ProblemLog, RosLogHandler, conversion_problem,
@@ -520,8 +521,7 @@ class Human3RNode(LifecycleNode):
         s = self._settings
         if not camera.name:
             return OutputFrames(s.world_frame, s.camera_frame, s.body_frame_prefix)
-        return OutputFrames(camera_world_frame(s.world_frame, camera.name), f"{s.camera_frame}_{camera.name}",
-                            f"{s.body_frame_prefix}{camera.name}_")
+        return OutputFrames(*camera_frame_names(s.world_frame, s.camera_frame, s.body_frame_prefix, camera.name))
 
     def _free_device_cache(self) -> None:
         import torch

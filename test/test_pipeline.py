@@ -192,8 +192,9 @@ def test_stop_says_when_an_item_is_still_in_flight_and_start_drops_what_waited()
 
 
 def test_the_first_stage_takes_the_newest_frame_just_in_time():
-    # a slow engine (0.3 s) and a quick prepare: a frame is taken when the engine is due to be
-    # free, not when it starts (which would make every frame wait 0.3 s after being prepared)
+    # a slow engine (0.5 s) and a quick prepare: a frame is taken when the engine is due to be
+    # free, not when it starts (which would make every frame wait 0.5 s after being prepared).
+    # The margins are wide both ways: a loaded machine delays threads, not by 0.25 s
     taken_at, engine_started, out = [], [], []
     feed = Feed(6)
 
@@ -205,7 +206,7 @@ def test_the_first_stage_takes_the_newest_frame_just_in_time():
 
     def engine(item):
         engine_started.append(time.monotonic())
-        time.sleep(0.3)
+        time.sleep(0.5)
         return item
 
     pipeline = FramePipeline("t", take, [Stage("prepare", lambda i: i), Stage("engine", engine),
@@ -218,5 +219,5 @@ def test_the_first_stage_takes_the_newest_frame_just_in_time():
     # from the third item on, the engine's mean is known: the item is taken near the end of the
     # previous engine step and waits little for the engine
     for i in range(2, 6):
-        assert taken_at[i] - engine_started[i - 1] > 0.2, f"item {i} taken too early"
-        assert engine_started[i] - taken_at[i] < 0.1, f"item {i} waited for the engine"
+        assert taken_at[i] - engine_started[i - 1] > 0.25, f"item {i} taken too early"
+        assert engine_started[i] - taken_at[i] < 0.25, f"item {i} waited for the engine"

@@ -15,10 +15,11 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench_support import run_child
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("HUMAN3R_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
@@ -174,13 +175,11 @@ def main(argv=None) -> int:
 
     results = []
     for case in cases(args.only, torch.cuda.is_available(), args.repeats):
-        proc = subprocess.run(
-            [sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True, cwd=REPO
-        )
-        if proc.returncode != 0:
-            print(f"case {case} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        run = run_child(Path(__file__), "--case", case)
+        if run.error:
+            print(f"case {case} failed:\n{run.stderr[-2000:]}", file=sys.stderr)
             continue
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        results.append(run.result)
         r = results[-1]
         print(f"  done {r['model']} {r['device']} {r['precision']} {r['path']}: {r['median_s']*1e3:.1f} ms",
               file=sys.stderr)

@@ -16,10 +16,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench_support import run_child
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("HUMAN3R_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
@@ -131,14 +132,12 @@ def main(argv=None) -> int:
 
     rows = []
     for spec in specs(args.only, torch.cuda.is_available(), args.sets, args.threads):
-        proc = subprocess.run(
-            [sys.executable, __file__, "--spec", json.dumps(spec)], capture_output=True, text=True, cwd=REPO
-        )
-        sys.stderr.write("".join(line + "\n" for line in proc.stderr.splitlines() if line.startswith("  done")))
-        if proc.returncode != 0:
-            print(f"{spec['model']} on {spec['device']} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        run = run_child(Path(__file__), "--spec", spec)
+        sys.stderr.write("".join(line + "\n" for line in run.stderr.splitlines() if line.startswith("  done")))
+        if run.error:
+            print(f"{spec['model']} on {spec['device']} failed:\n{run.stderr[-2000:]}", file=sys.stderr)
             continue
-        rows += json.loads(proc.stdout.strip().splitlines()[-1])
+        rows += run.result
 
     sequential = {(r["model"], r["device"], r["cameras"]): r["set_s"] for r in rows if r["mode"] == "sequential"}
     header = ["model", "device", "cameras", "mode", "people/img", "ms/set", "FPS/camera", "FPS total",

@@ -14,11 +14,12 @@ import argparse
 import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bench_support import spin
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("HUMAN3R_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
@@ -38,18 +39,6 @@ def make_node(image_size: int, body_model: bool, decimation: int, **extra):
         Parameter("autostart", value=True),
     ] + [Parameter(name, value=value) for name, value in extra.items()]
     return Human3RNode(parameter_overrides=overrides)
-
-
-def spin(*nodes):
-    """The nodes on one executor spinning in a thread: (executor, thread)."""
-    from rclpy.executors import MultiThreadedExecutor
-
-    executor = MultiThreadedExecutor()
-    for node in nodes:
-        executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    return executor, spinner
 
 
 def run(frames: int, image_hw, image_size: int, body_model: bool, decimation: int, report_every: int):

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_node import make_node, spin  # noqa: E402
+from bench_node import make_node  # noqa: E402
+from bench_support import spin  # noqa: E402
 
 
 def trial(pipeline: bool, seconds: float, rate_hz: float, cpu_threads: int) -> dict:

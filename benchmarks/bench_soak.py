@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_support import spin
+
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("HUMAN3R_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
 HOSTILE = ("float_image", "too_thin", "truncated", "repeated_stamp", "time_back")
@@ -49,7 +51,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -73,10 +74,7 @@ def main(argv=None) -> int:
 
     client.create_subscription(HumanArray, "/human3r/humans", on_humans, 100)
     pub = client.create_publisher(Image, "image", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    executor.add_node(client)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    executor, _ = spin(node, client)
     deadline = time.monotonic() + 120
     while pub.get_subscription_count() == 0:
         if time.monotonic() > deadline:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -54,6 +53,9 @@ HALF_KEYS = ("frame_pts3d_world", "frame_c2w", "hf_transl_world")  # deviation o
 HALF_TOLERANCE = {"fp16": 0.01, "bf16": 0.05}  # of max|x|, as test/test_engine.py allows
 PRECISIONS = ("fp32", "fp16", "bf16")
 INPUT_HW = (288, 512)
+sys.path.insert(0, str(BENCH_ENGINE.parent))  # the benchmarks' shared helpers and child modes
+from bench_support import run_child, spin  # noqa: E402
+
 CUDA_GRAPHS_NOTE = "not offered: the engine runs eager or torch.compile (inductor) only"
 
 
@@ -127,18 +129,6 @@ def correctness(device: str, half_cases=CASES) -> dict:
 
 # --------------------------------------------------------------------------- 2-3. latency, memory
 
-def child(script: Path, flag: str, spec: dict, timeout_s: float) -> tuple[object | None, str | None]:
-    """Run a benchmark's child mode (one JSON in, JSON on the last stdout line); (result, error)."""
-    try:
-        proc = subprocess.run([sys.executable, str(script), flag, json.dumps(spec)], capture_output=True,
-                              text=True, cwd=REPO, timeout=max(timeout_s, 1.0))
-    except subprocess.TimeoutExpired:
-        return None, f"stopped after {timeout_s:.0f} s (time budget)"
-    if proc.returncode != 0:
-        return None, proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
-    return json.loads(proc.stdout.strip().splitlines()[-1]), None
-
-
 def latency_cases(cuda: bool) -> list[dict]:
     if not cuda:  # dry run: the same child code on the tiny checkpoint
         base = dict(device="cpu", threads=2, model="tiny", hw=INPUT_HW, warmup=1, repeats=2)
@@ -156,11 +146,12 @@ def latency_cases(cuda: bool) -> list[dict]:
 def latency(cuda: bool, deadline: float) -> list[dict]:
     rows = []
     for case in latency_cases(cuda):
-        result, error = child(BENCH_ENGINE, "--case", case, deadline - time.monotonic())
+        run = run_child(BENCH_ENGINE, "--case", case, deadline - time.monotonic())
+        result = run.result
         mode = "compiled" if case["path"] == "compiled" else "eager"
         row = {"model": case["model"], "device": case["device"], "precision": case["precision"], "mode": mode}
-        if result is None:
-            row["error"] = error
+        if run.error:
+            row["error"] = run.error
         else:
             row.update(median_ms=result["median_s"] * 1e3, fps=1.0 / result["median_s"],
                        warmup_s=result["warmup_s"], people=result["people"], gpu_peak_gb=result["gpu_peak_gb"],
@@ -178,7 +169,6 @@ def random_checkpoint(folder: Path, variant: str) -> tuple[Path, float]:
     the 4 strongest detections on bench_multicam's noise frame (random weights fire everywhere)."""
     import torch
 
-    sys.path.insert(0, str(BENCH_MULTICAM.parent))
     from bench_multicam import build_engine
 
     from human3r_ros.model import build_model
@@ -203,7 +193,6 @@ def device_memory_mb(device: str) -> float:
 def node_run(spec: dict) -> dict:
     """Child process: the real node and a camera publisher in one process, one frame at a time."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -236,10 +225,7 @@ def node_run(spec: dict) -> dict:
 
         client.create_subscription(HumanArray, "/human3r/humans", on_humans, 10)
         pub = client.create_publisher(Image, "image", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        executor = MultiThreadedExecutor()
-        executor.add_node(node)
-        executor.add_node(client)
-        threading.Thread(target=executor.spin, daemon=True).start()
+        executor, _ = spin(node, client)
         try:
             deadline = time.monotonic() + 300  # configure loads the checkpoint
             while pub.get_subscription_count() == 0 or node.count_subscribers("/human3r/humans") == 0:
@@ -291,6 +277,12 @@ def node_run(spec: dict) -> dict:
     }
 
 
+def node_report(spec: dict, timeout_s: float) -> dict:
+    """The node run in a child process: its figures, or its spec with the error."""
+    run = run_child(Path(__file__), "--node-child", spec, timeout_s)
+    return run.result if run.error is None else {**spec, "error": run.error}
+
+
 def node_spec(cuda: bool) -> dict:
     if cuda:
         return dict(checkpoint="human3r_672S", device="cuda", precision="bf16", image_size=512, threads=2,
@@ -306,12 +298,12 @@ def multicam(cuda: bool, deadline: float) -> list[dict]:
         spec = dict(device="cuda", threads=2, cameras=[1, 2, 4], model="human3r_672S", warmup=3, sets=10)
     else:
         spec = dict(device="cpu", threads=1, cameras=[1, 2], model="tiny", warmup=1, sets=2)
-    rows, error = child(BENCH_MULTICAM, "--spec", spec, deadline - time.monotonic())
-    if rows is None:
-        return [{**spec, "error": error}]
+    run = run_child(BENCH_MULTICAM, "--spec", spec, deadline - time.monotonic())
+    if run.error:
+        return [{**spec, "error": run.error}]
     return [{"model": r["model"], "device": r["device"], "cameras": r["cameras"], "mode": r["mode"],
              "ms_per_set": r["set_s"] * 1e3, "images_per_s": r["cameras"] / r["set_s"],
-             "gpu_peak_gb": r["gpu_peak_gb"]} for r in rows]
+             "gpu_peak_gb": r["gpu_peak_gb"]} for r in run.result]
 
 
 # --------------------------------------------------------------------------- report
@@ -396,12 +388,9 @@ def main(argv=None) -> int:
     report["latency"] = latency(cuda, deadline)
     report["cuda_graphs"] = {"offered": False, "note": CUDA_GRAPHS_NOTE}
     spec = node_spec(cuda)
-    node, error = child(Path(__file__), "--node-child", spec, max(deadline - time.monotonic(), 0) + 180)
-    report["node"] = node if node is not None else {**spec, "error": error}
+    report["node"] = node_report(spec, max(deadline - time.monotonic(), 0) + 180)
     if cuda:  # the same frames with one thread, for the pipeline's effect on latency (the CPU default)
-        spec = {**spec, "pipeline": "off"}
-        node, error = child(Path(__file__), "--node-child", spec, max(deadline - time.monotonic(), 0) + 120)
-        report["node_one_thread"] = node if node is not None else {**spec, "error": error}
+        report["node_one_thread"] = node_report({**spec, "pipeline": "off"}, max(deadline - time.monotonic(), 0) + 120)
     report["multicam"] = multicam(cuda, deadline + 60)
     report["elapsed_s"] = time.monotonic() - begin
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -78,6 +78,7 @@ class Camera:
         self._on_event = on_event  # lets the node report at once
         self._sub = None
         self._info_sub = None
+        self._info_topic = ""
 
     @property
     def topic_name(self) -> str:
@@ -106,6 +107,8 @@ class Camera:
         self.calibration, self.calibration_problem = None, ""
         self._info_sub = node.create_subscription(CameraInfo, topic, self._on_camera_info,
                                                   image_qos("best_effort"), callback_group=callback_group)
+        # kept apart: a callback already running when unsubscribe() drops the subscription still names it
+        self._info_topic = self._info_sub.topic_name
 
     def unsubscribe(self, node) -> None:
         for sub in (self._sub, self._info_sub):
@@ -117,7 +120,7 @@ class Camera:
         try:
             self.calibration, self.calibration_problem = CameraCalibration.from_camera_info(msg), ""
         except CalibrationError as exc:
-            self.calibration, self.calibration_problem = None, f"CameraInfo on {self._info_sub.topic_name}: {exc}"
+            self.calibration, self.calibration_problem = None, f"CameraInfo on {self._info_topic}: {exc}"
 
     def _on_image(self, msg) -> None:
         self.qos_problem = ""

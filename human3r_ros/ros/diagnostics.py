@@ -34,23 +34,25 @@ class DiagnosticsReporter:
         self._timer = node.create_timer(period_s, self.publish, callback_group=callback_group,
                                         clock=Clock(clock_type=ClockType.STEADY_TIME))
 
-    def publish(self) -> None:
+    def publish(self, only_if_level_changed: bool = False) -> None:
+        """Publish the statuses; with `only_if_level_changed`, only when the worst level differs
+        from the last one published (the statuses are built once either way)."""
         with self._lock:
             if self._closed:  # a timer callback the executor had already taken when the node went
                 return
             try:
                 statuses = list(self._statuses())
-                self._last_level = max((s.level for s in statuses), default=DiagnosticStatus.OK)
+                level = max((s.level for s in statuses), default=DiagnosticStatus.OK)
+                if only_if_level_changed and level == self._last_level:
+                    return
+                self._last_level = level
                 self._publisher.publish(conv.diagnostics_message(self._node.get_clock().now().to_msg(), statuses))
             except Exception as error:  # raised into the executor, it would end the spin and the node with it
                 self._node.get_logger().error(f"/diagnostics not published: {error!r}", throttle_duration_sec=10.0)
 
     def level_may_have_changed(self) -> None:
         """Publish now if the worst level differs from the last one published."""
-        statuses = list(self._statuses())
-        level = max((s.level for s in statuses), default=DiagnosticStatus.OK)
-        if level != self._last_level:
-            self.publish()
+        self.publish(only_if_level_changed=True)
 
     def close(self) -> None:
         with self._lock:

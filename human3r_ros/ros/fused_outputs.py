@@ -66,13 +66,14 @@ class FusedOutputs:
                 self._pending.pop(camera, None)
                 self.fuser.reset_camera(camera)
 
-    def publish(self, s, sync_slop_s: float) -> None:
-        """Fuse and publish the closed frame sets (`s`: the node's settings)."""
+    def publish(self, s) -> None:
+        """Fuse and publish the closed frame sets (`s`: the node's settings; views farther than
+        s.sync_slop from their set's newest are left out)."""
         with self._lock:
             closed, self._closed = self._closed, []
         for views in closed:
             newest = max(stamp for stamp, _ in views.values())
-            members = {c: r for c, (stamp, r) in views.items() if newest - stamp <= sync_slop_s * 1e9}
+            members = {c: r for c, (stamp, r) in views.items() if newest - stamp <= s.sync_slop * 1e9}
             with self._lock:
                 fused = self.fuser.fuse(members)
             self._publish(s, fused, newest, members)
@@ -90,7 +91,8 @@ class FusedOutputs:
             self._tf.send(transforms)
 
     def figures(self) -> dict:
-        return self.fuser.diagnostics()
+        with self._lock:  # read by the diagnostics timer while the publishing thread fuses
+            return self.fuser.diagnostics()
 
     def close(self) -> None:
         self._node.destroy_publisher(self._publisher)

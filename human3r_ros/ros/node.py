@@ -422,7 +422,7 @@ class Human3RNode(LifecycleNode):
         fused = self._fused
         if fused is not None:
             try:
-                fused.publish(self._settings, self._settings.sync_slop)
+                fused.publish(self._settings)
             except Exception as exc:
                 self._note(ERROR, f"fusion failed: {type(exc).__name__}: {exc}")
 

@@ -146,3 +146,20 @@ def test_files_to_a_bag_are_refused(reference_dir, tmp_path, capsys):
     args = cli_args(reference_dir, "plain", tmp_path / "front.npz", tmp_path / "out.mcap", "--input",
                     tmp_path / "left.npz")
     assert_failed_cleanly(main(args), capsys, tmp_path, "out.mcap", ".npz output", keep=("front.npz", "left.npz"))
+
+
+def test_an_image_the_model_cannot_take_is_a_clear_error(reference_dir, tmp_path, capsys):
+    z = fixture(reference_dir)
+    np.savez(tmp_path / "front.npz", frames_uint8=z["frames_uint8"])
+    np.savez(tmp_path / "left.npz", frames_uint8=np.zeros((2, 2, 1000, 3), np.uint8))  # too elongated
+    args = cli_args(reference_dir, "plain", tmp_path / "front.npz", tmp_path / "rig.npz", "--input",
+                    tmp_path / "left.npz")
+    assert_failed_cleanly(main(args), capsys, tmp_path, "left.npz", keep=("front.npz", "left.npz"))
+
+
+def test_image_topics_need_a_bag(reference_dir, tmp_path, capsys):
+    z = fixture(reference_dir)
+    np.savez(tmp_path / "front.npz", frames_uint8=z["frames_uint8"])
+    args = cli_args(reference_dir, "plain", tmp_path / "front.npz", tmp_path / "rig.npz", "--image-topic", "/a",
+                    "--image-topic", "/b")
+    assert_failed_cleanly(main(args), capsys, tmp_path, "--image-topic", keep=("front.npz",))

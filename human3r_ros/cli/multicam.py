@@ -153,12 +153,12 @@ class MulticamBag:
 
 def run_multicam(args, bag_input: bool, load_engine, write_npz, meta: dict, output_options=None) -> int:
     """`output_options`: bag_messages.OutputOptions of a bag output (unused for an .npz)."""
-    from human3r_ros.cli.sources import Window, open_file_source
+    from human3r_ros.cli.sources import Window, model_input, open_file_source
     from human3r_ros.engine.stream import StampedStream, step_streams
 
-    to_bag = args.output.suffix.lower() != ".npz"
-    if to_bag and not bag_input:  # process.run's output check says so first
-        raise CliError("several non-bag inputs write an .npz output; bag outputs need a bag input")
+    to_bag = args.output.suffix.lower() != ".npz"  # process.run's output check allows it for bags only
+    if not bag_input and args.image_topic:
+        raise CliError("--image-topic names a bag's topics: give a bag as --input")
     if bag_input and len(args.input) > 1:
         raise CliError("give one bag with several --image-topic, or several non-bag --input files")
     names = camera_names(args, bag_input)
@@ -191,7 +191,7 @@ def run_multicam(args, bag_input: bool, load_engine, write_npz, meta: dict, outp
             try:
                 for members in frame_sets({n: iter(s) for n, s in sources.items()},
                                           round(args.sync_slop * NS_PER_S)):
-                    outcomes = step_streams([(streams[n], f.rgb, f.stamp_ns) for n, f in members.items()])
+                    outcomes = step_streams([(streams[n], model_input(engine, f), f.stamp_ns) for n, f in members.items()])
                     done = {}
                     for (name, frame), outcome in zip(members.items(), outcomes):
                         if outcome.note:

@@ -25,7 +25,7 @@ import numpy as np
 
 from human3r_ros import __version__
 from human3r_ros.cli import CliError
-from human3r_ros.cli.sources import Frame, Window, is_bag, open_file_source
+from human3r_ros.cli.sources import Frame, Window, is_bag, model_input, open_file_source
 from human3r_ros.engine.one_euro import OneEuroSettings
 from human3r_ros.engine.stream import StampedStream
 
@@ -308,10 +308,7 @@ class StreamDriver:
         self.sink = sink
 
     def feed(self, frame: Frame) -> None:
-        try:
-            outcome = self.stream.step(frame.rgb, frame.stamp_ns)
-        except (ValueError, TypeError) as exc:  # validate_image: dtype, layout, size
-            raise CliError(f"{frame.where}: {exc}") from None
+        outcome = self.stream.step(model_input(self.stream.engine, frame), frame.stamp_ns)
         if outcome.note:
             log.warning("%s: %s", frame.where, outcome.note)
         if outcome.new_sequence:  # time went backwards or the state was reset: a new path

@@ -36,6 +36,15 @@ class Frame:
     raw: Optional[bytes] = None
 
 
+def model_input(engine, frame: Frame):
+    """The frame's model input (engine.prepare); an image the model cannot take is a clear error
+    naming the frame."""
+    try:
+        return engine.prepare(frame.rgb)
+    except (ValueError, TypeError) as exc:  # validate_image: dtype, layout, size
+        raise CliError(f"{frame.where}: {exc}") from None
+
+
 def is_bag(path: Path) -> bool:
     """A ROS 2 bag: an .mcap / .db3 file, or a folder with metadata.yaml or storage files."""
     if path.is_dir():

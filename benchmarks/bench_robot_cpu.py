@@ -69,18 +69,13 @@ def quantize_linear_layers(net):
     return quantize_dynamic(net, dict.fromkeys(names, default_dynamic_qconfig), dtype=torch.qint8, inplace=True)
 
 
-def make_engine(model: str, precision: str, **options):
-    import torch
-
+def tiny_engine(precision: str, **options):
+    """The engine on the tiny checkpoint in `precision` (int8: fp32 with its linear layers quantised)."""
     from human3r_ros.engine import Human3REngine
-    from human3r_ros.model import build_model, load_checkpoint
+    from human3r_ros.model import load_checkpoint
 
     dtype = "fp32" if precision == "int8" else precision
-    if model == "tiny":
-        net = load_checkpoint(REFERENCE / "tiny_plain_checkpoint.pth", precision=dtype)
-    else:
-        torch.manual_seed(0)
-        net = build_model(model).set_precision({"fp32": torch.float32, "bf16": torch.bfloat16}[dtype])
+    net = load_checkpoint(REFERENCE / "tiny_plain_checkpoint.pth", precision=dtype)
     engine = Human3REngine(net, **options)
     if precision == "int8":
         quantize_linear_layers(engine.net)
@@ -126,7 +121,7 @@ def fixture_deviation() -> list[dict]:
         options = dict(ttt3r=meta["use_ttt3r"], reset_interval=meta["reset_interval"] or 0, size=64)
         runs = {}
         for precision in PRECISIONS:
-            engine = make_engine("tiny", precision, **options)
+            engine = tiny_engine(precision, **options)
             runs[precision] = to_npz_dict([engine.step(f, stamp=0.1 * i) for i, f in enumerate(z["frames_uint8"])])
         for precision in PRECISIONS[1:]:
             a, b = runs["fp32"], runs[precision]

@@ -17,10 +17,7 @@ import numpy as np
 from human3r_ros.ros import msg_arrays as arrays
 
 TOPIC_PREFIX = "/human3r/"  # the node's private namespace (~/ of node "human3r")
-TOPIC_HUMANS = TOPIC_PREFIX + "humans"
-TOPIC_TF = "/tf"
-TOPIC_CLOUD = TOPIC_PREFIX + "scene/points"
-TOPIC_PATH = TOPIC_PREFIX + "camera_path"
+TOPIC_TF = "/tf"  # humans, scene/points and camera_path go under OutputOptions.topic_prefix
 
 
 @dataclass(frozen=True)

@@ -249,16 +249,17 @@ class Human3REngine:
             reset=reset_now,
             image=image,
             crop=view.geometry,
-            human_mask=host.pop("human_mask", None) if geo.msk is not None else np.zeros(view.true_shape, np.float32),
+            human_mask=host.pop("human_mask") if "human_mask" in host else np.zeros(view.true_shape, np.float32),
             rgb=host.pop("rgb", None),
             **host,
         )
 
 
 def to_host(tensors: dict[str, torch.Tensor], gather: bool | None = None) -> dict[str, np.ndarray]:
-    """Float32 numpy copies of a frame's tensors. On a GPU they travel as one buffer (`gather`,
-    the default off the CPU): one device-to-host copy and one synchronisation per frame instead
-    of one per array. On the CPU they are viewed in place."""
+    """Float32 numpy copies of a frame's dense tensors. On a GPU they travel as one buffer
+    (`gather`, the default off the CPU): one device-to-host copy for the frame's dense arrays
+    instead of one per array (the people's few small arrays still come one by one). On the CPU
+    they are viewed in place."""
     tensors = {k: t.detach().float() for k, t in tensors.items()}
     if gather is None:
         gather = any(t.device.type != "cpu" for t in tensors.values())

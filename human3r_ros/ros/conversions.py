@@ -138,9 +138,10 @@ def boxes_to_rois(boxes: np.ndarray, input_hw: tuple[int, int],
             for x, y, w, h in boxes_to_input_rois(boxes, input_hw, to_input_pixels).tolist()]
 
 
-def person_to_msg(person, roi: RegionOfInterest, pose: Pose, include_vertices: bool) -> Human:
-    """One engine Person -> human3r_msgs/Human (world frame); `pose` from body_poses."""
-    msg = Human(**human_fields(person))
+def person_to_msg(person, roi: RegionOfInterest, pose: Pose, include_vertices: bool, person_id=None) -> Human:
+    """One engine Person (or fused person, with its global `person_id`) -> human3r_msgs/Human
+    (world frame); `pose` from body_poses."""
+    msg = Human(**human_fields(person, person_id=person_id))
     msg.pose = pose
     hx, hy, hz = np.asarray(person.head_position_world, dtype=np.float64).tolist()
     msg.head_position = Point(x=hx, y=hy, z=hz)
@@ -171,10 +172,7 @@ def fused_to_human_array(fused, header: Header, poses: Optional[Sequence[Pose]] 
     poses = body_poses(fused.people) if poses is None else poses
     humans = []
     for person, pose in zip(fused.people, poses):
-        msg = Human(**human_fields(person, person_id=person.person_id))
-        msg.pose = pose
-        hx, hy, hz = np.asarray(person.head_position_world, dtype=np.float64).tolist()
-        msg.head_position = Point(x=hx, y=hy, z=hz)
+        msg = person_to_msg(person, RegionOfInterest(), pose, False, person_id=person.person_id)
         msg.cameras = [view.camera for view in person.views]
         msg.camera_track_ids = [int(view.track_id) for view in person.views]
         humans.append(msg)

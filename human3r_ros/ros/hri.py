@@ -22,12 +22,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from human3r_ros.ros.conversions import array_to_image, stamp_to_ns
-
-try:  # Iron and later
-    from rclpy.event_handler import PublisherEventCallbacks
-except ImportError:  # Humble: the same class, older module name
-    from rclpy.qos_event import PublisherEventCallbacks
 from human3r_ros.ros.hri_arrays import BodyIds, frame_hri_arrays, roi_pixel_box
+from human3r_ros.ros.rclpy_compat import PublisherEventCallbacks
 
 BODIES_NAMESPACE = "/humans/bodies"
 TRACKED_TOPIC = f"{BODIES_NAMESPACE}/tracked"

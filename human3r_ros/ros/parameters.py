@@ -15,6 +15,8 @@ from typing import Mapping, Optional
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.parameter import Parameter
 
+from human3r_ros.engine.one_euro import OneEuroSettings
+
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 PRECISIONS = ("fp32", "fp16", "bf16")
 COMPILE_MODES = ("off", "default", "max-autotune-no-cudagraphs")  # as model.compiled (checked by a test)
@@ -56,9 +58,9 @@ class Settings:
     pipeline: str = "auto"
     path_max_length: int = 1000
     smoothing: str = "off"
-    smoothing_min_cutoff: float = 2.5
-    smoothing_beta: float = 0.1
-    smoothing_d_cutoff: float = 1.0
+    smoothing_min_cutoff: float = OneEuroSettings.min_cutoff  # the filter's own defaults, in one place
+    smoothing_beta: float = OneEuroSettings.beta
+    smoothing_d_cutoff: float = OneEuroSettings.d_cutoff
     camera_info: str = ""
     rectify: bool = False
     hri: bool = False
@@ -216,13 +218,12 @@ def snapshot(node) -> Settings:
     return Settings(**{f.name: _value(node, f.name) for f in fields(Settings)})
 
 
-def declare_camera_parameters(node, cameras, settings: Settings) -> dict:
+def declare_camera_parameters(node, cameras, settings: Settings) -> None:
     """Per-camera parameters for several cameras: <camera>.compressed and <camera>.reliability
     (defaults: the node-wide values) and extrinsics.<camera> ([x, y, z, qx, qy, qz, qw] of the
     camera's optical frame in the rig frame; unset: that camera is not fused)."""
-    declared = {}
     for camera in cameras:
-        declared[camera] = node.declare_parameters("", [
+        node.declare_parameters("", [
             (f"{camera}.compressed", settings.compressed, ParameterDescriptor(
                 type=ParameterType.PARAMETER_BOOL, description=f"Camera {camera}: {_SPECS['compressed'][0]}")),
             (f"{camera}.reliability", settings.reliability, ParameterDescriptor(
@@ -233,7 +234,6 @@ def declare_camera_parameters(node, cameras, settings: Settings) -> dict:
                 description=(f"Pose of camera {camera}'s optical frame in the rig frame: [x, y, z, qx, qy, qz, qw] "
                              "(metres, unit quaternion), e.g. from the robot's URDF. Unset: not fused."))),
         ])
-    return declared
 
 
 def camera_input(node, camera: str, settings: Settings) -> tuple[bool, str]:

@@ -20,6 +20,7 @@ except ImportError:  # Humble: the same classes, older module name
     from rclpy import qos_event as _events
 
 SubscriptionEventCallbacks = _events.SubscriptionEventCallbacks
+PublisherEventCallbacks = _events.PublisherEventCallbacks
 QoSRequestedIncompatibleQoSInfo = _events.QoSRequestedIncompatibleQoSInfo
 
 # Iron and later read ROS_AUTOMATIC_DISCOVERY_RANGE and moved the QoS events to event_handler in

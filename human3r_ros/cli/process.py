@@ -347,22 +347,23 @@ def _first_frame(frames, source, args) -> Frame:
     return first
 
 
-def _meta(args, source, count: int, interrupted: bool) -> dict:
+def _meta_base(args) -> dict:
+    """What a run's metadata says of the tool and the model, for one camera or several."""
     return {
-        "tool": PROG, "version": __version__, "input": str(args.input), "checkpoint": str(args.checkpoint),
+        "tool": PROG, "version": __version__, "checkpoint": str(args.checkpoint),
         "body_model": None if args.body_model is None else str(args.body_model), "size": args.size,
         "ttt3r": args.ttt3r, "reset_interval": args.reset_interval, "precision": args.precision,
         "compile": args.compile, "detection_threshold": args.detection_threshold, "max_people": args.max_people,
         "smoothing": args.smoothing,
         "smoothing_settings": None if args.smoothing == "off" else dataclasses.asdict(_smoothing_settings(args)),
-        "start": args.start, "duration": args.duration, "fps": getattr(source, "fps", None),
-        "image_topic": getattr(source, "topic", None), "frames": count, "interrupted": interrupted,
+        "start": args.start, "duration": args.duration,
     }
 
 
-def _meta_base(args) -> dict:
-    return {key: value for key, value in _meta(args, None, 0, False).items()
-            if key not in ("input", "fps", "image_topic", "frames", "interrupted")}
+def _meta(args, source, count: int, interrupted: bool) -> dict:
+    """One camera's run: the shared metadata and its input."""
+    return {**_meta_base(args), "input": str(args.input), "fps": getattr(source, "fps", None),
+            "image_topic": getattr(source, "topic", None), "frames": count, "interrupted": interrupted}
 
 
 def run(args) -> int:
@@ -370,24 +371,19 @@ def run(args) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     _check_arguments(args)
+    for path in args.input:
+        if not path.exists():
+            raise CliError(f"--input {path} does not exist")
+    bag_input = is_bag(args.input[0])
+    for path in args.input:
+        _check_output(args.output, path, bag_input, args.overwrite)
+    _check_model_files(args)
     if len(args.input) > 1 or len(args.image_topic) > 1:
         from human3r_ros.cli.multicam import run_multicam
 
-        for path in args.input:
-            if not path.exists():
-                raise CliError(f"--input {path} does not exist")
-        bag_input = is_bag(args.input[0])
-        for path in args.input:
-            _check_output(args.output, path, bag_input, args.overwrite)
-        _check_model_files(args)
         return run_multicam(args, bag_input, _load_engine, write_npz, _meta_base(args), _output_options(args))
     args.input = args.input[0]
     args.image_topic = args.image_topic[0] if args.image_topic else None
-    if not args.input.exists():
-        raise CliError(f"--input {args.input} does not exist")
-    bag_input = is_bag(args.input)
-    _check_output(args.output, args.input, bag_input, args.overwrite)
-    _check_model_files(args)
     with _open_source(args, bag_input, Window(args.start, args.duration)) as source:
         frames = iter(source)
         first = _first_frame(frames, source, args)

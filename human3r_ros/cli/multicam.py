@@ -120,21 +120,19 @@ class MulticamBag:
     def __init__(self, output: Path, options, sources: dict, copy_input: bool):
         from human3r_ros.cli.bag_messages import BagMessages, camera_options
         from human3r_ros.cli.bags import BagWriter, typestore
+        from human3r_ros.cli.process import BagSink
 
         self.writer = BagWriter(output)
-        self.messages = {n: BagMessages(typestore(), camera_options(options, n)) for n in sources}
+        # each camera: the single-camera sink on the shared writer, with the node's per-camera names
+        self.cameras = {n: BagSink(self.writer, camera_options(options, n), s.connections[0] if copy_input else None)
+                        for n, s in sources.items()}
         self.fusion = BagMessages(typestore(), options)
-        self.copy_from = {n: s.connections[0] for n, s in sources.items()} if copy_input else {}
 
     def new_sequence(self, camera: str) -> None:
-        self.messages[camera].new_sequence()
+        self.cameras[camera].new_sequence()
 
     def frame(self, camera: str, frame, result) -> None:
-        for topic, msg in self.messages[camera].frame(result, frame.stamp_ns, frame.rgb.shape[:2]):
-            self.writer.write(topic, msg, frame.log_ns)
-        source = self.copy_from.get(camera)
-        if source is not None:
-            self.writer.write_raw(source.topic, source.msgtype, frame.raw, frame.log_ns)
+        self.cameras[camera].add(frame, result)
 
     def fused(self, fused, frames: dict, anchors: dict) -> None:
         """`frames`: the fused cameras' input frames; stamped with the newest, as the node does."""
@@ -191,7 +189,8 @@ def run_multicam(args, bag_input: bool, load_engine, write_npz, meta: dict, outp
             try:
                 for members in frame_sets({n: iter(s) for n, s in sources.items()},
                                           round(args.sync_slop * NS_PER_S)):
-                    outcomes = step_streams([(streams[n], model_input(engine, f), f.stamp_ns) for n, f in members.items()])
+                    outcomes = step_streams([(streams[n], model_input(engine, f), f.stamp_ns)
+                                             for n, f in members.items()])
                     done = {}
                     for (name, frame), outcome in zip(members.items(), outcomes):
                         if outcome.note:

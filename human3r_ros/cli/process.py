@@ -237,13 +237,14 @@ class NpzSink:
 
 
 class BagSink:
-    """Streams each frame's messages into a bag (see bag_messages for topics)."""
+    """Streams each frame's messages into a bag (see bag_messages for topics); several cameras
+    share one writer (cli.multicam)."""
 
-    def __init__(self, output: Path, options, copy_from=None):
+    def __init__(self, writer, options, copy_from=None):
         from human3r_ros.cli.bag_messages import BagMessages
-        from human3r_ros.cli.bags import BagWriter, typestore
+        from human3r_ros.cli.bags import typestore
 
-        self.writer = BagWriter(output)
+        self.writer = writer  # bags.BagWriter
         self.messages = BagMessages(typestore(), options)
         self.copy_from = copy_from  # input connection whose messages are copied, or None
         self.count = 0
@@ -279,7 +280,9 @@ def _output_options(args):
 def _make_sink(args, source):
     if args.output.suffix.lower() == ".npz":
         return NpzSink(args.output)
-    return BagSink(args.output, _output_options(args), source.connections[0] if args.copy_input else None)
+    from human3r_ros.cli.bags import BagWriter
+
+    return BagSink(BagWriter(args.output), _output_options(args), source.connections[0] if args.copy_input else None)
 
 
 # --------------------------------------------------------------------------- processing

@@ -63,8 +63,8 @@ def run_case(case: dict) -> dict:
         net.release_unused()  # as the engine does
         if device == "cpu":
             keep_freed_memory()  # as the engine does
-    if case["path"] == "compiled":
-        compile_network(net, "default")
+    if case["path"] in ("compiled", "graphs"):
+        compile_network(net, "default" if case["path"] == "compiled" else "cuda-graphs")
 
     state = RecurrentState.initial(*net.initial_state())
     threshold = 0.3
@@ -110,6 +110,7 @@ def run_case(case: dict) -> dict:
         "median_s": statistics.median(times),
         "stages_s": stage_s,
         "people": int(out.humans.view.numel()),
+        "cuda_graphs": net.graphed_front is not None,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
         "gpu_peak_gb": torch.cuda.max_memory_allocated() / 1e9 if device.startswith("cuda") else None,
     }

@@ -5,18 +5,20 @@ Sections, each written to ``out/gpu-check.json`` and printed as markdown tables 
 1. correctness: the shared fixture cases (tiny_plain / tiny_ttt3r / tiny_reset) on the device in
    fp32 against the reference outputs (the tolerance of test/test_engine.py), and fp16 / bf16
    against fp32 on the device (pointmap, camera pose, people and ids);
-2. latency: 672S and 896L (random weights) at 512x288, fp32 / fp16 / bf16, eager and compiled
-   (``compile_mode="default"``), median of N passes after warm-up (benchmarks/bench_engine.py's
-   child mode, one process per variant);
+   The same cases with ``compile_mode="cuda-graphs"`` against the reference, and their largest
+   deviation from eager;
+2. latency: 672S and 896L (random weights) at 512x288, fp32 / fp16 / bf16, eager, CUDA graphs
+   (``compile_mode="cuda-graphs"``) and compiled (``"default"``), median of N passes after warm-up
+   (benchmarks/bench_engine.py's child mode, one process per variant);
 3. peak GPU memory per variant (``torch.cuda.max_memory_allocated``; peak RSS on CPU);
 4. the real node in-process for 500 frames: image published through rclpy until its HumanArray
    arrives, p50 / p90, and device memory along the run (672S random weights written as an official
    checkpoint into a temporary folder), with the default pipeline (on with CUDA) and, on CUDA, again
-   with one thread;
+   with one thread and again with ``compile:=cuda-graphs``;
 5. batched multi-camera throughput with ``engine.step_many`` (benchmarks/bench_multicam.py's child mode).
 
-CUDA graphs are not offered by the engine: a row says so. Nothing is downloaded. Without CUDA (or
-with ``--cpu``) it says so and runs the same code on CPU with the tiny checkpoint and small counts.
+Nothing is downloaded. Without CUDA (or with ``--cpu``) it says so and runs the same code on CPU
+with the tiny checkpoint and small counts (there ``cuda-graphs`` runs eager, and the rows say so).
 
     python scripts/gpu_check.py                 # CUDA when present, else the CPU dry run
     python scripts/gpu_check.py --cpu --out /tmp/dry.json
@@ -56,7 +58,6 @@ INPUT_HW = (288, 512)
 sys.path.insert(0, str(BENCH_ENGINE.parent))  # the benchmarks' shared helpers and child modes
 from bench_support import run_child, spin  # noqa: E402
 
-CUDA_GRAPHS_NOTE = "not offered: the engine runs eager or torch.compile (inductor) only"
 
 
 # --------------------------------------------------------------------------- 1. correctness
@@ -75,7 +76,7 @@ def reference_tolerance(actual, expected, rtol=1e-4, atol_scale=1e-5) -> tuple[f
     return float((diff / limit).max()), float(diff.max() / scale) if scale > 0 else float(diff.max())
 
 
-def run_case(case: str, device: str, precision: str, with_body: bool = True) -> dict:
+def run_case(case: str, device: str, precision: str, with_body: bool = True, compile_mode: str = "off") -> dict:
     from human3r_ros.engine import Human3REngine
     from human3r_ros.engine.npz_schema import to_npz_dict
 
@@ -84,8 +85,19 @@ def run_case(case: str, device: str, precision: str, with_body: bool = True) -> 
     engine = Human3REngine.from_checkpoint(
         REFERENCE / f"tiny_{case}_checkpoint.pth", body_model_dir=REFERENCE / "synthetic_smplx" if with_body else None,
         device=device, precision=precision, ttt3r=meta["use_ttt3r"], reset_interval=meta["reset_interval"] or 0,
-        size=64)
+        size=64, compile_mode=compile_mode)
     return to_npz_dict([engine.step(frame, stamp=0.1 * i) for i, frame in enumerate(z["frames_uint8"])])
+
+
+def against_reference(got: dict, z) -> tuple[bool, str, float, float]:
+    """(same people rows, worst key, its |diff| / tolerance, its |diff| / max|x|) of one run."""
+    same_rows = np.array_equal(got["hf_frame"], z["hf_frame"]) and np.array_equal(got["hf_smpl_id"], z["hf_smpl_id"])
+    worst_key, worst_ratio, worst_rel = None, 0.0, 0.0
+    for key in FRAME_KEYS + PERSON_KEYS:
+        ratio, rel = reference_tolerance(got[key], z[key], atol_scale=ATOL_SCALE.get(key, 1e-5))
+        if ratio >= worst_ratio:
+            worst_key, worst_ratio, worst_rel = key, ratio, rel
+    return bool(same_rows), worst_key, worst_ratio, worst_rel
 
 
 def correctness(device: str, half_cases=CASES) -> dict:
@@ -99,13 +111,12 @@ def correctness(device: str, half_cases=CASES) -> dict:
         z = np.load(REFERENCE / f"tiny_{case}_io.npz")
         runs = {p: run_case(case, device, p) for p in PRECISIONS if p == "fp32" or case in half_cases}
         fp32 = runs["fp32"]
-        same_rows = (np.array_equal(fp32["hf_frame"], z["hf_frame"])
-                     and np.array_equal(fp32["hf_smpl_id"], z["hf_smpl_id"]))
-        worst_key, worst_ratio, worst_rel = None, 0.0, 0.0
-        for key in FRAME_KEYS + PERSON_KEYS:
-            ratio, rel = reference_tolerance(fp32[key], z[key], atol_scale=ATOL_SCALE.get(key, 1e-5))
-            if ratio >= worst_ratio:
-                worst_key, worst_ratio, worst_rel = key, ratio, rel
+        same_rows, worst_key, worst_ratio, worst_rel = against_reference(fp32, z)
+        graphed = run_case(case, device, "fp32", compile_mode="cuda-graphs")
+        graphs_rows, _, graphs_ratio, _ = against_reference(graphed, z)
+        graphs = {"matches_reference": bool(graphs_rows and graphs_ratio <= 1.0),
+                  "deviation_from_eager_of_max": max(reference_tolerance(graphed[key], fp32[key])[1]
+                                                     for key in FRAME_KEYS + PERSON_KEYS)}
         half = {}
         for precision in [p for p in ("fp16", "bf16") if p in runs]:
             got = runs[precision]
@@ -118,10 +129,10 @@ def correctness(device: str, half_cases=CASES) -> dict:
                 "within": bool(same_people and all(d < HALF_TOLERANCE[precision] for d in deviation.values())),
             }
         ok = bool(same_rows and worst_ratio <= 1.0)
-        passed &= ok
+        passed &= ok and graphs["matches_reference"]
         cases.append({"case": case, "fp32_matches_reference": ok, "people_rows_equal": bool(same_rows),
                       "worst_key": worst_key, "worst_diff_over_tolerance": worst_ratio,
-                      "worst_diff_of_max": worst_rel, "half": half})
+                      "worst_diff_of_max": worst_rel, "half": half, "cuda_graphs": graphs})
     return {"device": device, "tolerance": "rtol 1e-4 + 1e-5 * max|x| (world points 3e-5), as test/test_engine.py",
             "cases": cases,
             "half_tolerance_of_max": HALF_TOLERANCE, "passed": bool(passed)}
@@ -133,10 +144,10 @@ def latency_cases(cuda: bool) -> list[dict]:
     if not cuda:  # dry run: the same child code on the tiny checkpoint
         base = dict(device="cpu", threads=2, model="tiny", hw=INPUT_HW, warmup=1, repeats=2)
         return [dict(base, precision=p, path="fast") for p in PRECISIONS] + [
-            dict(base, precision="fp32", path="compiled", warmup=2)]
+            dict(base, precision="fp32", path="graphs"), dict(base, precision="fp32", path="compiled", warmup=2)]
     out = []
     for model in ("human3r_672S", "human3r_896L"):  # most wanted first: the budget may cut the tail
-        for path in ("fast", "compiled"):
+        for path in ("fast", "graphs", "compiled"):
             for precision in ("bf16", "fp16", "fp32"):
                 out.append(dict(device="cuda", threads=2, model=model, hw=INPUT_HW, precision=precision,
                                 path=path, warmup=5 if path == "fast" else 8, repeats=30))
@@ -148,11 +159,13 @@ def latency(cuda: bool, deadline: float) -> list[dict]:
     for case in latency_cases(cuda):
         run = run_child(BENCH_ENGINE, "--case", case, deadline - time.monotonic())
         result = run.result
-        mode = "compiled" if case["path"] == "compiled" else "eager"
+        mode = {"fast": "eager", "graphs": "cuda-graphs", "compiled": "compiled"}[case["path"]]
         row = {"model": case["model"], "device": case["device"], "precision": case["precision"], "mode": mode}
         if run.error:
             row["error"] = run.error
         else:
+            if mode == "cuda-graphs" and not result["cuda_graphs"]:
+                row["mode"] = mode = "cuda-graphs (eager: no CUDA)"
             row.update(median_ms=result["median_s"] * 1e3, fps=1.0 / result["median_s"],
                        warmup_s=result["warmup_s"], people=result["people"], gpu_peak_gb=result["gpu_peak_gb"],
                        peak_rss_gb=result["peak_rss_gb"], repeats=case["repeats"])
@@ -215,6 +228,7 @@ def node_run(spec: dict) -> dict:
             Parameter("precision", value=spec["precision"]), Parameter("image_size", value=spec["image_size"]),
             Parameter("detection_threshold", value=float(threshold)), Parameter("reliability", value="reliable"),
             Parameter("cpu_threads", value=spec["threads"]), Parameter("pipeline", value=spec["pipeline"]),
+            Parameter("compile", value=spec.get("compile", "off")),
             Parameter("autostart", value=True)])
         client = rclpy.create_node("gpu_check_camera")
         arrived, lock = {}, threading.Lock()
@@ -320,9 +334,12 @@ def markdown(report: dict) -> str:
              "| check | variant | result |", "|---|---|---|"]
     for case in report["correctness"]["cases"]:
         half = ", ".join(f"{p} {half_figure(h)}" for p, h in case["half"].items())
+        graphs = case["cuda_graphs"]
         lines.append(f"| correctness tiny_{case['case']} | fp32 vs reference | "
                      f"{'pass' if case['fp32_matches_reference'] else 'FAIL'} (worst {case['worst_key']} "
-                     f"{case['worst_diff_of_max']:.1e} of max); {half} |")
+                     f"{case['worst_diff_of_max']:.1e} of max); {half}; cuda-graphs "
+                     f"{'pass' if graphs['matches_reference'] else 'FAIL'}, "
+                     f"{graphs['deviation_from_eager_of_max']:.1e} of max from eager |")
     lines += ["", "| model | precision | mode | ms/frame (median) | FPS | peak GPU GB | peak RSS GB |",
               "|---|---|---|---|---|---|---|"]
     for r in report["latency"]:
@@ -332,15 +349,14 @@ def markdown(report: dict) -> str:
         gpu = f"{r['gpu_peak_gb']:.2f}" if r["gpu_peak_gb"] is not None else "-"
         lines.append(f"| {r['model']} | {r['precision']} | {r['mode']} | {r['median_ms']:.1f} | {r['fps']:.1f} | "
                      f"{gpu} | {r['peak_rss_gb']:.2f} |")
-    lines.append(f"| all | all | CUDA graphs | {report['cuda_graphs']['note']} | | | |")
     lines += [""]
-    for n in (report["node"], report.get("node_one_thread")):
+    for n in (report["node"], report.get("node_one_thread"), report.get("node_cuda_graphs")):
         if n is None:
             continue
         if "error" in n:
             lines.append(f"node (pipeline {n['pipeline']}): {n['error']}")
             continue
-        lines.append(f"node ({n['checkpoint']}, {n['device']}, {n['precision']}, "
+        lines.append(f"node ({n['checkpoint']}, {n['device']}, {n['precision']}, compile {n.get('compile', 'off')}, "
                      f"{'pipelined' if n['pipelined'] else 'one thread'}, {n['frames']} frames at "
                      f"{INPUT_HW[1]}x{INPUT_HW[0]}): image published -> HumanArray received p50 {n['p50_ms']:.1f} ms, "
                      f"p90 {n['p90_ms']:.1f} ms, {n['frames_lost']} lost; {n['memory_kind']} "
@@ -386,11 +402,12 @@ def main(argv=None) -> int:
     deadline = time.monotonic() + (args.budget_s or (190.0 if cuda else 1500.0))
     print(f"  correctness passed: {report['correctness']['passed']}", file=sys.stderr)
     report["latency"] = latency(cuda, deadline)
-    report["cuda_graphs"] = {"offered": False, "note": CUDA_GRAPHS_NOTE}
     spec = node_spec(cuda)
     report["node"] = node_report(spec, max(deadline - time.monotonic(), 0) + 180)
     if cuda:  # the same frames with one thread, for the pipeline's effect on latency (the CPU default)
         report["node_one_thread"] = node_report({**spec, "pipeline": "off"}, max(deadline - time.monotonic(), 0) + 120)
+        report["node_cuda_graphs"] = node_report({**spec, "compile": "cuda-graphs"},
+                                                 max(deadline - time.monotonic(), 0) + 120)
     report["multicam"] = multicam(cuda, deadline + 60)
     report["elapsed_s"] = time.monotonic() - begin
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,9 @@ The ``aot_eager`` backend traces exactly the graphs inductor would compile, with
 generation (inductor itself takes a minute here; ``benchmarks/bench_engine.py`` runs it).
 """
 
+import json
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -63,3 +66,34 @@ def test_node_and_cli_offer_the_engine_modes():
     assert parameters.COMPILE_MODES == COMPILE_MODES
     cli_option = next(a for a in build_parser()._actions if a.dest == "compile")
     assert tuple(cli_option.choices) == COMPILE_MODES
+
+
+def test_cuda_graphs_on_a_cpu_warn_and_run_eager(reference_dir, caplog):
+    z = np.load(reference_dir / "tiny_reset_io.npz")
+    meta = json.loads(str(z["meta_json"]))
+    with caplog.at_level(logging.WARNING, logger="human3r_ros.model.compiled"):
+        engine = Human3REngine.from_checkpoint(
+            reference_dir / "tiny_reset_checkpoint.pth", body_model_dir=reference_dir / "synthetic_smplx",
+            ttt3r=meta["use_ttt3r"], reset_interval=meta["reset_interval"] or 0, size=64, compile_mode="cuda-graphs")
+    assert "'cuda-graphs' needs a CUDA device; the network is on cpu: running eager" in caplog.text
+    assert engine.net.graphed_front is None
+    results = [engine.step(f, stamp=0.1 * i) for i, f in enumerate(z["frames_uint8"])]
+    assert_matches_reference(to_npz_dict(results), z)
+
+
+def test_the_graphed_front_is_one_graph_without_host_round_trips(reference_dir, fresh_dynamo):
+    """What a CUDA graph replays must never wait for the host (``.item()``, data-dependent
+    shapes, copies from host memory): traced with fullgraph, any of them would break the
+    graph and raise. The traced front equals the eager one (aot_eager's decompositions round
+    differently: ~1e-6)."""
+    net = make_engine(reference_dir, "plain", with_body=False).net
+    gen = torch.Generator().manual_seed(0)
+    img = torch.rand(2, 3, 64, 48, generator=gen) * 2 - 1
+    res = net.config.mhmr_img_res
+    mhmr_input = torch.randn(2, 3, res, res, generator=gen)
+    traced = torch.compile(net.encode_views, fullgraph=True, backend="aot_eager")
+    with torch.inference_mode():
+        eager, got = net.encode_views(img, mhmr_input), traced(img, mhmr_input)
+    assert counters["stats"]["unique_graphs"] == 1
+    for a, b in zip(got, eager):
+        torch.testing.assert_close(a, b)

@@ -1,5 +1,5 @@
-"""Opt-in node features on the fixture frames: REP-155 bodies (hri), CameraInfo rectification,
-One-Euro smoothing. Real rclpy, real (compat) hri_msgs, the tiny checkpoint."""
+"""Node features on the fixture frames: REP-155 bodies (hri), CameraInfo rectification, One-Euro
+smoothing, the scene cloud's selection. Real rclpy, real (compat) hri_msgs, the tiny checkpoint."""
 
 import cv2
 import numpy as np
@@ -10,12 +10,14 @@ from ros_helpers import REFERENCE_FILES, Harness, change_state, image_msg, make_
 from hri_msgs.msg import IdsList, NormalizedRegionOfInterest2D, Skeleton2D  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from human3r_msgs.msg import HumanArray  # noqa: E402
 from human3r_ros.engine import Human3REngine  # noqa: E402
 from human3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
+from human3r_ros.ros.msg_arrays import cloud_points, frame_colours  # noqa: E402
 
 TOPIC = "/camera/image"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -160,6 +162,42 @@ def test_smoothing_on_keeps_the_people_and_smooths_them(reference_dir, io):
                 moved.append(np.linalg.norm(np.subtract(head, person.head_position_world)))
         # first sightings pass unchanged, later ones are filtered: some heads differ from the raw ones
         assert min(moved) < 1e-5 and max(moved) > 1e-4
+        change_state(harness, Transition.TRANSITION_DEACTIVATE)
+    finally:
+        harness.close()
+
+
+def test_the_cloud_is_selected_by_the_engine_as_the_parameters_say(reference_dir, io):
+    """The node's engine keeps the cloud's points on its device and hands over only those: the
+    published cloud equals the one built from a dense frame, and follows a live parameter change."""
+    harness = Harness(offset=69)
+    try:
+        settings = {"cloud_decimation": 2, "cloud_confidence_threshold": 3.0, "cloud_remove_humans": True}
+        node = make_node(harness, reference_dir, body_model=True, image_topic=TOPIC, reliability="reliable",
+                         **settings)
+        run = Run(harness, node)
+        clouds = harness.collect(PointCloud2, "/human3r/scene/points")
+        run.start()
+        wait_until(lambda: node._outputs[""].listened("cloud"), 10, "the cloud subscription")
+        dense_engine = Human3REngine.from_checkpoint(
+            reference_dir / REFERENCE_FILES["checkpoint"], body_model_dir=reference_dir / REFERENCE_FILES[
+                "body_model_dir"], ttt3r=False, reset_interval=0, size=64)
+        for i, rgb in enumerate(io["frames_uint8"]):
+            if i == 3:
+                node.set_parameters([Parameter("cloud_decimation", value=1)])
+                settings["cloud_decimation"] = 1
+            t = 30.0 + 0.1 * i
+            run.send(rgb, t)
+            dense = dense_engine.step(rgb)
+            want = cloud_points(dense.pts3d_world, frame_colours(dense), conf=dense.conf,
+                                conf_threshold=settings["cloud_confidence_threshold"],
+                                stride=settings["cloud_decimation"], human_mask=dense.human_mask)
+            step = settings["cloud_decimation"]
+            assert 0 < len(want) < dense.conf[::step, ::step].size // 2  # the selection leaves points out
+            ns = stamp_to_ns(stamp(t))
+            got = wait_until(lambda: [c for c in list(clouds) if stamp_to_ns(c.header.stamp) == ns], 10,
+                             f"the cloud at {t}")[0]
+            assert got.width == len(want) and bytes(got.data) == want.tobytes(), f"frame {i}"
         change_state(harness, Transition.TRANSITION_DEACTIVATE)
     finally:
         harness.close()

@@ -28,6 +28,7 @@ from human3r_ros.cli import CliError
 from human3r_ros.cli.sources import Frame, Window, is_bag, model_input, open_file_source
 from human3r_ros.engine.one_euro import OneEuroSettings
 from human3r_ros.engine.stream import StampedStream
+from human3r_ros.model.compiled import COMPILE_MODES
 
 PROG = "human3r-process"
 log = logging.getLogger(PROG)
@@ -88,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--device", default="cpu", metavar="DEV", help="torch device: cpu, cuda, cuda:N (default cpu)")
     model.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
                        help="network precision (default fp32; fp16/bf16 pay off on GPUs)")
-    model.add_argument("--compile", choices=("off", "default", "max-autotune-no-cudagraphs"), default="off",
-                       help="torch.compile the network's blocks (default off; the first frames compile)")
+    model.add_argument("--compile", choices=COMPILE_MODES, default="off",
+                       help="torch.compile the network's blocks (default off; the first frames compile), or "
+                            "cuda-graphs: replay its encoders as CUDA graphs (CUDA only)")
     model.add_argument("--detection-threshold", type=float, default=0.3, metavar="P",
                        help="minimum person detection score (default 0.3)")
     model.add_argument("--max-people", type=int, default=0, metavar="N",

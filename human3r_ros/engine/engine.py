@@ -23,6 +23,7 @@ from .frame_result import FrameResult, build_people
 from .geometry import PoseChainer, frame_geometry
 from .one_euro import OneEuroSettings
 from .preprocess import PreparedView, preprocess_frame
+from .scene_cloud import CloudSelection, SceneCloud, kept_pixels
 from .recurrent import RecurrentState, advance
 from .smoothing import PeopleSmoother
 from .smplx_pose import people_pose_from_network
@@ -58,6 +59,7 @@ class Human3REngine:
         keep_cpu_memory: bool = True,  # on CPU: tune glibc malloc process-wide (engine.cpu_memory)
         compile_mode: str = "off",  # torch.compile of the heavy blocks (model.compiled)
         smoothing: OneEuroSettings | None = None,  # per-track One-Euro filters (engine.smoothing)
+        cloud_only: CloudSelection | None = None,  # frames carry this scene cloud, not dense maps
     ):
         if reset_interval < 0:
             raise ValueError(f"reset_interval must be >= 0 (0 = never), got {reset_interval}")
@@ -75,6 +77,10 @@ class Human3REngine:
         self.max_people = max_people
         self.with_rgb = with_rgb
         self.smoothing = smoothing
+        # Set: each frame's scene cloud is selected where the pointmap lives, and it, the camera,
+        # the human mask and the people are all that reach the host (FrameResult.cloud; the
+        # dense pointmap, confidence, depth and detection maps stay None). May change between frames.
+        self.cloud_only = cloud_only
         if body_model is None:
             log.warning("no SMPL-X body model given: people come with parameters and poses, without meshes")
         self.reset()
@@ -235,13 +241,22 @@ class Human3REngine:
             persons = [persons[i] for i in keep]
         image = (view.img.permute(1, 2, 0).numpy() * 0.5 + 0.5) * 255.0
         image = image.round().clip(0, 255).astype(np.uint8, order="C")  # C order: gathered row-wise
-        dense = {"c2w": geo.c2w, "intrinsics": geo.intrinsics, "pts3d_world": geo.pts3d_world, "conf": geo.conf,
-                 "depth": geo.depth, "det_scores": geo.det_scores}
+        dense = {"c2w": geo.c2w, "intrinsics": geo.intrinsics}
+        selection = self.cloud_only
+        if selection is None:
+            dense.update(pts3d_world=geo.pts3d_world, conf=geo.conf, depth=geo.depth, det_scores=geo.det_scores)
+        else:
+            pixels = kept_pixels(geo.pts3d_world, geo.conf, geo.msk, selection)
+            dense.update(cloud_points=geo.pts3d_world.reshape(-1, 3)[pixels], cloud_pixels=pixels)
         if geo.msk is not None:
             dense["human_mask"] = geo.msk
         if "rgb" in d:
             dense["rgb"] = d["rgb"][0]
         host = to_host(dense)
+        cloud = None
+        if selection is not None:
+            cloud = SceneCloud(host.pop("cloud_points"), host.pop("cloud_pixels"))
+            host.update(pts3d_world=None, conf=None, depth=None, det_scores=None)
         return FrameResult(
             index=index,
             stamp=stamp,
@@ -251,26 +266,35 @@ class Human3REngine:
             crop=view.geometry,
             human_mask=host.pop("human_mask") if "human_mask" in host else np.zeros(view.true_shape, np.float32),
             rgb=host.pop("rgb", None),
+            cloud=cloud,
             **host,
         )
 
 
+HOST_DTYPES = {torch.float32: np.float32, torch.int64: np.int64, torch.int32: np.int32, torch.uint8: np.uint8,
+               torch.bool: np.bool_}  # what to_host's buffer is read back as
+
+
 def to_host(tensors: dict[str, torch.Tensor], gather: bool | None = None) -> dict[str, np.ndarray]:
-    """Float32 numpy copies of a frame's dense tensors. On a GPU they travel as one buffer
-    (`gather`, the default off the CPU): one device-to-host copy for the frame's dense arrays
-    instead of one per array (the people's few small arrays still come one by one). On the CPU
-    they are viewed in place."""
-    tensors = {k: t.detach().float() for k, t in tensors.items()}
+    """Numpy copies of a frame's tensors: floating ones as float32, integer ones as they are.
+    On a GPU they travel as one buffer of bytes (`gather`, the default off the CPU): one
+    device-to-host copy for the frame instead of one per array (the people's few small arrays
+    still come one by one). On the CPU they are viewed in place."""
+    tensors = {k: t.detach().float() if t.is_floating_point() else t.detach() for k, t in tensors.items()}
     if gather is None:
         gather = any(t.device.type != "cpu" for t in tensors.values())
     if not gather:
         return {k: t.numpy() for k, t in tensors.items()}
-    flat = torch.cat([t.reshape(-1) for t in tensors.values()]).cpu().numpy()
+    # widest elements first: every array then starts aligned to its own element size
+    order = sorted(tensors, key=lambda k: -tensors[k].element_size())
+    flat = torch.cat([tensors[k].reshape(-1).view(torch.uint8) for k in order]).cpu().numpy()
     out, start = {}, 0
-    for k, t in tensors.items():
-        out[k] = flat[start:start + t.numel()].reshape(tuple(t.shape))
-        start += t.numel()
-    return out
+    for k in order:
+        t = tensors[k]
+        size = t.numel() * t.element_size()
+        out[k] = flat[start:start + size].view(HOST_DTYPES[t.dtype]).reshape(tuple(t.shape))
+        start += size
+    return {k: out[k] for k in tensors}
 
 
 def _batch(tensors: list[torch.Tensor]) -> torch.Tensor:

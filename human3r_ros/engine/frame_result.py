@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 
 from human3r_ros.engine.preprocess import CropGeometry
+from human3r_ros.engine.scene_cloud import SceneCloud
 from human3r_ros.engine.smplx_pose import SmplxPeople
 
 
@@ -91,6 +92,8 @@ class FrameResult:
     depth (H,W): camera-frame z of the pointmap, metres.
     human_mask (H,W): probability in [0, 1] that a pixel shows a person.
     det_scores (H,W): Multi-HMR detection score map in [0, 1].
+    cloud: the scene cloud, when the engine selects it on the device (``cloud_only``); then
+      pts3d_world, conf, depth and det_scores are None.
     people: tracked people of this frame, in detection (row-major) order.
     reset: True when the recurrent state was reset after this frame; poses
       stay chained so the world frame is unchanged.
@@ -104,16 +107,17 @@ class FrameResult:
     stamp: Optional[float]
     c2w: np.ndarray
     intrinsics: np.ndarray
-    pts3d_world: np.ndarray
-    conf: np.ndarray
-    depth: np.ndarray
+    pts3d_world: Optional[np.ndarray]
+    conf: Optional[np.ndarray]
+    depth: Optional[np.ndarray]
     human_mask: np.ndarray
-    det_scores: np.ndarray
+    det_scores: Optional[np.ndarray]
     people: list[Person] = field(default_factory=list)
     reset: bool = False
     rgb: Optional[np.ndarray] = None
     image: Optional[np.ndarray] = None
     crop: Optional["CropGeometry"] = None
+    cloud: Optional[SceneCloud] = None
 
     def to_input_pixels(self, xy: np.ndarray) -> np.ndarray:
         """(..., 2) model-input pixel (x, y) -> the same point in input-image pixels."""

@@ -10,17 +10,26 @@ token per detected person; everything else has one shape per input resolution.
 Compiled kernels reorder sums: outputs deviate from the eager fp32 path by ~1e-4 of their
 range (``benchmarks/bench_engine.py`` prints the figure). The first frames of each input
 size pay the compilation (seconds on a GPU, a minute or more on a small CPU).
-CUDA graphs (``reduce-overhead``) are not offered: the decoder keeps every layer's output
-alive across block calls, which a per-block graph replay would overwrite.
+
+``cuda-graphs`` instead replays the people-independent front (image encoder and DINOv2) as
+one CUDA graph per input layout (``model.cuda_graphs``), eager otherwise; on a CPU it warns
+and runs eager. Inductor's own CUDA graphs (``reduce-overhead``) are not offered: they graph
+each compiled block, and the decoder keeps every layer's output alive across block calls,
+which a per-block replay would overwrite.
 """
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
+from .cuda_graphs import GraphedFront
 from .network import Human3RNet
 
-COMPILE_MODES = ("off", "default", "max-autotune-no-cudagraphs")
+log = logging.getLogger(__name__)
+
+COMPILE_MODES = ("off", "default", "max-autotune-no-cudagraphs", "cuda-graphs")
 
 
 def compile_network(net: Human3RNet, mode: str, backend: str = "inductor") -> Human3RNet:
@@ -31,6 +40,13 @@ def compile_network(net: Human3RNet, mode: str, backend: str = "inductor") -> Hu
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
     if mode == "off":
+        return net
+    if mode == "cuda-graphs":
+        device = next(net.parameters()).device
+        if device.type != "cuda":
+            log.warning("compile 'cuda-graphs' needs a CUDA device; the network is on %s: running eager", device)
+        else:
+            net.graphed_front = GraphedFront(net.encode_views)
         return net
     options = {"backend": backend, "fullgraph": True}
     if backend == "inductor":

@@ -59,6 +59,7 @@ class Human3RNet(nn.Module):
         encoder_rope = RoPE2D(cfg.rope_freq, torch.float16)
         rope = RoPE2D(cfg.rope_freq)
         self.encoder_rope, self.rope = encoder_rope, rope  # parameter-free: no state-dict keys
+        self.graphed_front = None  # model.cuda_graphs.GraphedFront of encode_views, when captured
 
         self.pose_token = nn.Parameter(torch.zeros(1, 1, dec))
         self.masked_img_token = nn.Parameter(torch.zeros(1, enc))
@@ -179,10 +180,22 @@ class Human3RNet(nn.Module):
                 f"forward_views needs one image, Multi-HMR image, state, memory and fresh flag per view; got "
                 f"{batch}, {img_mhmr.shape[0]}, {state.shape[0]}, {memory.shape[0]}, {len(fresh)}"
             )
-        with self.encoder_rope.reusing_tables(), self.rope.reusing_tables():
+        with self.rope.reusing_tables():
             return self._forward_views(
                 img, img_mhmr, state, memory, list(fresh), want_gate, with_rgb, with_world_head, det_threshold
             )
+
+    def encode_views(self, img: torch.Tensor, mhmr_input: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The people-independent front: image tokens [B, N, E] and their positions [B, N, 2]
+        from img [B, 3, H, W], DINOv2 tokens from the normalised Multi-HMR image. Its work
+        depends only on the input sizes (``model.cuda_graphs`` captures it)."""
+        # stage labels: free unless a profiler is recording (the benchmark reads them)
+        with self.encoder_rope.reusing_tables(), record_function("human3r.encoder"):
+            feat, pos = encode_image(self.patch_embed, self.enc_blocks, self.enc_norm, img)
+        with record_function("human3r.dinov2"):
+            mhmr_feat = self.backbone(mhmr_input)
+        return feat, pos, mhmr_feat
 
     def _pose_queries(self, image_summary: torch.Tensor, memory: torch.Tensor, fresh: list[bool]) -> torch.Tensor:
         """[B, 1, dd] camera tokens: the learned one for fresh views, else read from the memory."""
@@ -203,15 +216,12 @@ class Human3RNet(nn.Module):
         head = self.downstream_head
         dtype = self.compute_dtype
         img = img.to(dtype)
-        # stage labels: free unless a profiler is recording (the benchmark reads them)
-        with record_function("human3r.encoder"):
-            feat, pos = encode_image(self.patch_embed, self.enc_blocks, self.enc_norm, img)
-
-        with record_function("human3r.dinov2"):
-            # Multi-HMR branch: DINOv2 on the ImageNet-normalised square image
-            mean = torch.tensor(IMAGENET_MEAN, device=img.device).view(1, 3, 1, 1)
-            std = torch.tensor(IMAGENET_STD, device=img.device).view(1, 3, 1, 1)
-            mhmr_feat = self.backbone(((img_mhmr.float() * 0.5 + 0.5 - mean) / std).to(dtype))
+        # Multi-HMR branch: DINOv2 on the ImageNet-normalised square image
+        mean = torch.tensor(IMAGENET_MEAN, device=img.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=img.device).view(1, 3, 1, 1)
+        mhmr_input = ((img_mhmr.float() * 0.5 + 0.5 - mean) / std).to(dtype)
+        encode = self.encode_views if self.graphed_front is None else self.graphed_front
+        feat, pos, mhmr_feat = encode(img, mhmr_input)
 
         with record_function("human3r.humans"):
             humans = tokenize_humans(

@@ -38,12 +38,12 @@ class RoPE2D(nn.Module):
     @contextlib.contextmanager
     def reusing_tables(self):
         # keys use the position tensors' addresses: valid only while they are alive, i.e.
-        # within one forward pass, so the cache is dropped on exit
-        self._tables = {}
+        # within one forward pass, so the cache is dropped on exit (an enclosing one comes back)
+        outer, self._tables = self._tables, {}
         try:
             yield
         finally:
-            self._tables = None
+            self._tables = outer
 
     def _table(self, pos: torch.Tensor, head_dim: int):
         """(cos, signed sin) for pos [B, N, 2] -> each [B, 1, N, head_dim]."""
@@ -261,7 +261,8 @@ class PatchEmbed(nn.Module):
             raise ValueError(f"image size {h}x{w} is not a multiple of the {self.patch_size}-px patch")
         x = self.proj(img)
         gh, gw = x.shape[-2:]
-        rows = torch.arange(gh, device=img.device).repeat_interleave(gw)
+        # row of each patch by broadcasting: no host round trip (a CUDA graph capture allows none)
+        rows = torch.arange(gh, device=img.device)[:, None].expand(gh, gw).reshape(-1)
         cols = torch.arange(gw, device=img.device).repeat(gh)
         pos = torch.stack((rows, cols), dim=-1)[None].expand(b, -1, -1)
         return x.flatten(2).transpose(1, 2), pos

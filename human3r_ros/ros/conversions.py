@@ -52,6 +52,7 @@ from human3r_ros.ros.msg_arrays import (  # noqa: F401
     publishable_people,
     raw_image_to_rgb as image_to_rgb,
     rotation_to_quaternion,
+    scene_cloud_points,
     stamp_to_ns,
 )
 
@@ -192,8 +193,12 @@ def pointmap_to_cloud(points: np.ndarray, colours: np.ndarray, header: Header, *
 
     Keeps every `stride`-th pixel in both directions, with confidence >= conf_threshold, finite
     coordinates and (when `human_mask` is given) human probability < mask_threshold."""
-    cloud = cloud_points(points, colours, conf=conf, conf_threshold=conf_threshold, stride=stride,
-                         human_mask=human_mask, mask_threshold=mask_threshold)
+    return cloud_message(cloud_points(points, colours, conf=conf, conf_threshold=conf_threshold, stride=stride,
+                                      human_mask=human_mask, mask_threshold=mask_threshold), header)
+
+
+def cloud_message(cloud: np.ndarray, header: Header) -> PointCloud2:
+    """A CLOUD_POINT_DTYPE array (msg_arrays.cloud_points, scene_cloud_points) -> PointCloud2."""
     data = array.array("B")
     data.frombytes(cloud.view(np.uint8))  # the one copy made here
     return PointCloud2(

@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from human3r_ros.engine.scene_cloud import CloudSelection, kept_pixels
 from human3r_ros.engine.smplx_joints import hips_midpoint
 
 # Image decoding lives in image_decoding; re-exported so callers of this module keep working.
@@ -192,7 +193,7 @@ def frame_colours(result) -> np.ndarray:
     rgb = getattr(result, "rgb", None)
     if rgb is not None:
         return ((np.clip(np.asarray(rgb, dtype=np.float32), -1.0, 1.0) * 0.5 + 0.5) * 255.0 + 0.5).astype(np.uint8)
-    return np.full(np.asarray(result.pts3d_world).shape[:2] + (3,), 128, dtype=np.uint8)
+    return np.full(np.asarray(result.human_mask).shape[:2] + (3,), 128, dtype=np.uint8)
 
 
 def cloud_points(points: np.ndarray, colours: np.ndarray, *, conf: Optional[np.ndarray] = None,
@@ -201,32 +202,34 @@ def cloud_points(points: np.ndarray, colours: np.ndarray, *, conf: Optional[np.n
     """H x W x 3 pointmap + colours -> structured CLOUD_POINT_DTYPE array (unorganised cloud).
 
     Keeps every `stride`-th pixel in both directions with confidence >= conf_threshold, finite
-    coordinates and (when `human_mask` is given) human probability < mask_threshold."""
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    pts = np.asarray(points, dtype=np.float32)[::stride, ::stride]
-    col = np.asarray(colours, dtype=np.uint8)[::stride, ::stride]
-    finite = np.isfinite(pts)
-    keep = finite[..., 0] & finite[..., 1] & finite[..., 2]  # 10x faster than .all(axis=-1)
-    if conf is not None:
-        keep &= np.asarray(conf)[::stride, ::stride] >= conf_threshold
-    if human_mask is not None:
-        keep &= np.asarray(human_mask)[::stride, ::stride] < mask_threshold
-    everything = bool(keep.all())  # the common full cloud: plain copies, no gather
-    count = keep.size if everything else int(np.count_nonzero(keep))
+    coordinates and (when `human_mask` is given) human probability < mask_threshold: the
+    engine's rule (engine.scene_cloud), which the node applies on the device."""
+    selection = CloudSelection(stride, conf_threshold, human_mask is not None, mask_threshold)
+    pts, col = np.asarray(points, dtype=np.float32), np.asarray(colours, dtype=np.uint8)
+    pixels = kept_pixels(pts, None if conf is None else np.asarray(conf),
+                         None if human_mask is None else np.asarray(human_mask), selection)
+    if len(pixels) == pts[::stride, ::stride, 0].size:  # the common full cloud: plain copies, no gather
+        return pack_cloud(pts[::stride, ::stride].reshape(-1, 3), col[::stride, ::stride].reshape(-1, 3))
+    return pack_cloud(np.take(pts.reshape(-1, 3), pixels, axis=0), np.take(col.reshape(-1, 3), pixels, axis=0))
+
+
+def scene_cloud_points(cloud, colours: np.ndarray) -> np.ndarray:
+    """An engine.scene_cloud.SceneCloud (points kept on the device) -> CLOUD_POINT_DTYPE array,
+    coloured from the frame's H x W x 3 colours."""
+    return pack_cloud(cloud.points, np.take(np.asarray(colours, dtype=np.uint8).reshape(-1, 3), cloud.pixels, axis=0))
+
+
+def pack_cloud(points: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """(N,3) float32 points and (N,3) uint8 colours -> structured CLOUD_POINT_DTYPE array."""
+    count = len(points)
     cloud = np.empty(count, dtype=CLOUD_POINT_DTYPE)
-    if everything:
-        pts, col = pts.reshape(-1, 3), col.reshape(-1, 3)
-    else:
-        idx = np.flatnonzero(keep)
-        pts, col = np.take(pts.reshape(-1, 3), idx, axis=0), np.take(col.reshape(-1, 3), idx, axis=0)
-    cloud.view(np.float32).reshape(count, 4)[:, :3] = pts
+    cloud.view(np.float32).reshape(count, 4)[:, :3] = points
     # rgb: RViz's packed 0x00RRGGBB in the float field's 4 bytes, written byte-wise
     rgb_bytes = cloud.view(np.uint8).reshape(count, 16)[:, 12:]
     if sys.byteorder == "little":
-        rgb_bytes[:, :3], rgb_bytes[:, 3] = col[:, ::-1], 0
+        rgb_bytes[:, :3], rgb_bytes[:, 3] = colours[:, ::-1], 0
     else:
-        rgb_bytes[:, 1:], rgb_bytes[:, 0] = col, 0
+        rgb_bytes[:, 1:], rgb_bytes[:, 0] = colours, 0
     return cloud
 
 

@@ -52,7 +52,7 @@ from human3r_ros.ros.engine_loading import checkpoint_file, load_engine
 from human3r_ros.ros.fused_outputs import FusedOutputs, fused_outputs_for
 from human3r_ros.ros.hri import HriBodyPublishers
 from human3r_ros.ros.msg_arrays import camera_frame_names
-from human3r_ros.ros.outputs import OutputFrames, StreamOutputs, TfSender
+from human3r_ros.ros.outputs import OutputFrames, StreamOutputs, TfSender, cloud_selection
 from human3r_ros.ros.pipeline import FramePipeline, Stage
 from human3r_ros.ros.problems import (ERROR, WARN, FrameProblem, ProblemLog, RosLogHandler, conversion_problem,
                                       engine_problem, log_at)
@@ -204,7 +204,13 @@ class Human3RNode(LifecycleNode):
         self._configure_error = ""
         mesh = "with SMPL-X body model" if engine.has_body_model else "without body model (no meshes)"
         self.get_logger().info(f"loaded {s.checkpoint} on {engine.device} ({s.precision}), {mesh}")
-        if s.compile != "off":
+        if s.compile == "cuda-graphs" and engine.net.graphed_front is None:
+            self.get_logger().warning(f"compile 'cuda-graphs' needs CUDA; the network is on {engine.device}: "
+                                      "running eager")
+        elif s.compile == "cuda-graphs":
+            self.get_logger().info("compile 'cuda-graphs': the first frame of each image size captures the "
+                                   "encoders as a CUDA graph")
+        elif s.compile != "off":
             self.get_logger().info(f"compile '{s.compile}': the first frames of each image size compile "
                                    "the network (seconds on a GPU, a minute or more on a small CPU)")
         self._diagnostics.publish()
@@ -473,7 +479,9 @@ class Human3RNode(LifecycleNode):
                 streams = [job.camera.stream for job in jobs]
                 if any(stream is None for stream in streams):
                     return [FrameProblem("engine_error", "the model was released meanwhile")] * len(jobs)
-                streams[0].engine.max_people = self._settings.max_people  # an output setting: may change live
+                engine, s = streams[0].engine, self._settings
+                engine.max_people = s.max_people  # output settings: may change live
+                engine.cloud_only = cloud_selection(s)
                 return step_streams([(stream, job.view, job.stamp_ns) for stream, job in zip(streams, jobs)])
         except Exception as exc:
             if len(jobs) > 1:

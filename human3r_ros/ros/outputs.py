@@ -14,9 +14,16 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from human3r_msgs.msg import HumanArray
+from human3r_ros.engine.scene_cloud import CloudSelection
 from human3r_ros.ros import conversions as conv
 
 OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)  # reliable: every subscriber can match
+
+
+def cloud_selection(s) -> CloudSelection:
+    """The node's scene-cloud parameters as the engine's selection: the engine keeps these points
+    where the network left them, and only they reach the host (Human3REngine.cloud_only)."""
+    return CloudSelection(s.cloud_decimation, s.cloud_confidence_threshold, s.cloud_remove_humans)
 
 
 class TfSender:
@@ -114,11 +121,9 @@ class StreamOutputs:
             else:
                 transforms.insert(0, conv.pose_to_transform(camera_pose, header.stamp, frames.world, frames.camera))
             self.tf.send(transforms)
-        if s.publish_cloud and self.listened("cloud"):
-            pubs["cloud"].publish(conv.pointmap_to_cloud(
-                result.pts3d_world, conv.frame_colours(result), header, conf=result.conf,
-                conf_threshold=s.cloud_confidence_threshold, stride=s.cloud_decimation,
-                human_mask=result.human_mask if s.cloud_remove_humans else None))
+        if s.publish_cloud and self.listened("cloud"):  # selected by the engine (cloud_selection)
+            pubs["cloud"].publish(conv.cloud_message(
+                conv.scene_cloud_points(result.cloud, conv.frame_colours(result)), header))
         if path is not None:
             pubs["path"].publish(path)
         if s.publish_markers and self.listened("markers"):

@@ -19,7 +19,7 @@ from human3r_ros.engine.one_euro import OneEuroSettings
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 PRECISIONS = ("fp32", "fp16", "bf16")
-COMPILE_MODES = ("off", "default", "max-autotune-no-cudagraphs")  # as model.compiled (checked by a test)
+COMPILE_MODES = ("off", "default", "max-autotune-no-cudagraphs", "cuda-graphs")  # as model.compiled (a test checks)
 RELIABILITIES = ("best_effort", "reliable")
 PIPELINE_MODES = ("auto", "on", "off")
 
@@ -102,10 +102,11 @@ _SPECS = {
     "precision": ("Network precision: fp32 (the published numerics), fp16 or bf16 (transformers in half "
                   "precision: half the memory, faster on GPUs and on CPUs with bf16 units; ~1e-2 deviation).",
                   {"additional_constraints": "fp32 | fp16 | bf16"}),
-    "compile": ("torch.compile the network's transformer blocks and dense head: off, default or "
-                "max-autotune-no-cudagraphs. Faster per frame (most on GPUs); the first frames of each image "
-                "size compile (seconds on a GPU, a minute or more on a small CPU); ~1e-4 deviation.",
-                {"additional_constraints": "off | default | max-autotune-no-cudagraphs"}),
+    "compile": ("default or max-autotune-no-cudagraphs: torch.compile the network's transformer blocks and "
+                "dense head; faster per frame (most on GPUs); the first frames of each image size compile "
+                "(seconds on a GPU, a minute or more on a small CPU); ~1e-4 deviation. cuda-graphs: replay the "
+                "image encoder and DINOv2 as one CUDA graph per image size (CUDA only; eager on a CPU). off: eager.",
+                {"additional_constraints": "off | default | max-autotune-no-cudagraphs | cuda-graphs"}),
     "cpu_threads": ("Torch CPU threads for the network (0 = torch's default). Fewer threads leave cores to "
                     "the rest of the robot; on CPU-only machines this bounds the node's share.",
                     _int_range(0, 1024)),

@@ -225,34 +225,35 @@ class Human3REngine:
             h.det_scores_nms[0], None if h.mask is None else h.mask[0],
         )
         smpl = out.smpl
-        args = (smpl["smpl_rotmat"], smpl["smpl_shape"], smpl["smpl_transl"], smpl["smpl_expression"], c2w)
+        # everything the frame reports, gathered for one copy to the host
+        arrays = {"c2w": geo.c2w, "intrinsics": geo.intrinsics, "rotmat": smpl["smpl_rotmat"],
+                  "betas": smpl["smpl_shape"], "transl": smpl["smpl_transl"], "expression": smpl["smpl_expression"],
+                  "scores": h.det_scores_nms[h.view, h.row, h.col], "locations": h.loc_cut3r,
+                  "cells": torch.stack((h.row, h.col), dim=-1)}
+        selection = self.cloud_only
+        if selection is None:
+            arrays.update(pts3d_world=geo.pts3d_world, conf=geo.conf, depth=geo.depth, det_scores=geo.det_scores)
+        else:
+            pixels = kept_pixels(geo.pts3d_world, geo.conf, geo.msk, selection)
+            arrays.update(cloud_points=geo.pts3d_world.reshape(-1, 3)[pixels], cloud_pixels=pixels)
+        if geo.msk is not None:
+            arrays["human_mask"] = geo.msk
+        if "rgb" in d:
+            arrays["rgb"] = d["rgb"][0]
+        host = to_host(arrays)
+
+        args = tuple(host.pop(k) for k in ("rotmat", "betas", "transl", "expression")) + (host["c2w"],)
         if self.body_model is not None and self.smoothing is None:
             people = self.body_model.evaluate(*args)
         else:  # poses only; with smoothing on, the smoother evaluates the body model once, on smoothed poses
-            people, _ = people_pose_from_network(*[a.cpu() for a in args])
-        scores = h.det_scores_nms[h.view, h.row, h.col].cpu().numpy()
-        persons = build_people(
-            people, ids, scores,
-            h.loc_cut3r.cpu().numpy(),
-            torch.stack((h.row, h.col), dim=-1).cpu().numpy(),
-        )
+            people, _ = people_pose_from_network(*args)
+        scores = host.pop("scores")
+        persons = build_people(people, ids, scores, host.pop("locations"), host.pop("cells"))
         if self.max_people and len(persons) > self.max_people:
             keep = sorted(np.argsort(-scores, kind="stable")[: self.max_people])
             persons = [persons[i] for i in keep]
         image = (view.img.permute(1, 2, 0).numpy() * 0.5 + 0.5) * 255.0
         image = image.round().clip(0, 255).astype(np.uint8, order="C")  # C order: gathered row-wise
-        dense = {"c2w": geo.c2w, "intrinsics": geo.intrinsics}
-        selection = self.cloud_only
-        if selection is None:
-            dense.update(pts3d_world=geo.pts3d_world, conf=geo.conf, depth=geo.depth, det_scores=geo.det_scores)
-        else:
-            pixels = kept_pixels(geo.pts3d_world, geo.conf, geo.msk, selection)
-            dense.update(cloud_points=geo.pts3d_world.reshape(-1, 3)[pixels], cloud_pixels=pixels)
-        if geo.msk is not None:
-            dense["human_mask"] = geo.msk
-        if "rgb" in d:
-            dense["rgb"] = d["rgb"][0]
-        host = to_host(dense)
         cloud = None
         if selection is not None:
             cloud = SceneCloud(host.pop("cloud_points"), host.pop("cloud_pixels"))
@@ -278,8 +279,8 @@ HOST_DTYPES = {torch.float32: np.float32, torch.int64: np.int64, torch.int32: np
 def to_host(tensors: dict[str, torch.Tensor], gather: bool | None = None) -> dict[str, np.ndarray]:
     """Numpy copies of a frame's tensors: floating ones as float32, integer ones as they are.
     On a GPU they travel as one buffer of bytes (`gather`, the default off the CPU): one
-    device-to-host copy for the frame instead of one per array (the people's few small arrays
-    still come one by one). On the CPU they are viewed in place."""
+    device-to-host copy and one wait for the frame instead of one per array. On the CPU they
+    are viewed in place."""
     tensors = {k: t.detach().float() if t.is_floating_point() else t.detach() for k, t in tensors.items()}
     if gather is None:
         gather = any(t.device.type != "cpu" for t in tensors.values())

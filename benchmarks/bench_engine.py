@@ -110,7 +110,8 @@ def run_case(case: dict) -> dict:
         "median_s": statistics.median(times),
         "stages_s": stage_s,
         "people": int(out.humans.view.numel()),
-        "cuda_graphs": net.graphed_front is not None,
+        "cuda_graphs": net.graphed_front is not None and net.graphed_front.failure is None,
+        "cuda_graphs_failure": None if net.graphed_front is None else net.graphed_front.failure,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
         "gpu_peak_gb": torch.cuda.max_memory_allocated() / 1e9 if device.startswith("cuda") else None,
     }

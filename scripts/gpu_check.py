@@ -76,7 +76,9 @@ def reference_tolerance(actual, expected, rtol=1e-4, atol_scale=1e-5) -> tuple[f
     return float((diff / limit).max()), float(diff.max() / scale) if scale > 0 else float(diff.max())
 
 
-def run_case(case: str, device: str, precision: str, with_body: bool = True, compile_mode: str = "off") -> dict:
+def run_case(case: str, device: str, precision: str, with_body: bool = True, compile_mode: str = "off"
+             ) -> tuple[dict, str]:
+    """The case's outputs as fixture arrays, and how its front ran (CUDA graphs replayed or eager)."""
     from human3r_ros.engine import Human3REngine
     from human3r_ros.engine.npz_schema import to_npz_dict
 
@@ -86,7 +88,11 @@ def run_case(case: str, device: str, precision: str, with_body: bool = True, com
         REFERENCE / f"tiny_{case}_checkpoint.pth", body_model_dir=REFERENCE / "synthetic_smplx" if with_body else None,
         device=device, precision=precision, ttt3r=meta["use_ttt3r"], reset_interval=meta["reset_interval"] or 0,
         size=64, compile_mode=compile_mode)
-    return to_npz_dict([engine.step(frame, stamp=0.1 * i) for i, frame in enumerate(z["frames_uint8"])])
+    arrays = to_npz_dict([engine.step(frame, stamp=0.1 * i) for i, frame in enumerate(z["frames_uint8"])])
+    front = engine.net.graphed_front
+    if front is None:
+        return arrays, "eager" if compile_mode != "cuda-graphs" else "eager: no CUDA"
+    return arrays, "replayed" if front.failure is None else f"eager: capture failed ({front.failure})"
 
 
 def against_reference(got: dict, z) -> tuple[bool, str, float, float]:
@@ -109,12 +115,12 @@ def correctness(device: str, half_cases=CASES) -> dict:
     cases, passed = [], True
     for case in CASES:
         z = np.load(REFERENCE / f"tiny_{case}_io.npz")
-        runs = {p: run_case(case, device, p) for p in PRECISIONS if p == "fp32" or case in half_cases}
+        runs = {p: run_case(case, device, p)[0] for p in PRECISIONS if p == "fp32" or case in half_cases}
         fp32 = runs["fp32"]
         same_rows, worst_key, worst_ratio, worst_rel = against_reference(fp32, z)
-        graphed = run_case(case, device, "fp32", compile_mode="cuda-graphs")
+        graphed, graphs_mode = run_case(case, device, "fp32", compile_mode="cuda-graphs")
         graphs_rows, _, graphs_ratio, _ = against_reference(graphed, z)
-        graphs = {"matches_reference": bool(graphs_rows and graphs_ratio <= 1.0),
+        graphs = {"mode": graphs_mode, "matches_reference": bool(graphs_rows and graphs_ratio <= 1.0),
                   "deviation_from_eager_of_max": max(reference_tolerance(graphed[key], fp32[key])[1]
                                                      for key in FRAME_KEYS + PERSON_KEYS)}
         half = {}
@@ -165,7 +171,9 @@ def latency(cuda: bool, deadline: float) -> list[dict]:
             row["error"] = run.error
         else:
             if mode == "cuda-graphs" and not result["cuda_graphs"]:
-                row["mode"] = mode = "cuda-graphs (eager: no CUDA)"
+                why = "no CUDA" if result["cuda_graphs_failure"] is None else "capture failed"
+                row.update(mode=f"cuda-graphs (eager: {why})", cuda_graphs_failure=result["cuda_graphs_failure"])
+                mode = row["mode"]
             row.update(median_ms=result["median_s"] * 1e3, fps=1.0 / result["median_s"],
                        warmup_s=result["warmup_s"], people=result["people"], gpu_peak_gb=result["gpu_peak_gb"],
                        peak_rss_gb=result["peak_rss_gb"], repeats=case["repeats"])
@@ -337,7 +345,7 @@ def markdown(report: dict) -> str:
         graphs = case["cuda_graphs"]
         lines.append(f"| correctness tiny_{case['case']} | fp32 vs reference | "
                      f"{'pass' if case['fp32_matches_reference'] else 'FAIL'} (worst {case['worst_key']} "
-                     f"{case['worst_diff_of_max']:.1e} of max); {half}; cuda-graphs "
+                     f"{case['worst_diff_of_max']:.1e} of max); {half}; cuda-graphs ({graphs['mode']}) "
                      f"{'pass' if graphs['matches_reference'] else 'FAIL'}, "
                      f"{graphs['deviation_from_eager_of_max']:.1e} of max from eager |")
     lines += ["", "| model | precision | mode | ms/frame (median) | FPS | peak GPU GB | peak RSS GB |",

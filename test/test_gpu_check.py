@@ -24,7 +24,8 @@ def test_dry_run_writes_every_section_and_passes_correctness(tmp_path):
     assert [c["case"] for c in correctness["cases"]] == ["plain", "ttt3r", "reset"]
     assert all(c["fp32_matches_reference"] and c["people_rows_equal"] for c in correctness["cases"])
     # cuda-graphs runs eager on a CPU: the same outputs exactly, through the same report code
-    assert all(c["cuda_graphs"] == {"matches_reference": True, "deviation_from_eager_of_max": 0.0}
+    assert all(c["cuda_graphs"] == {"mode": "eager: no CUDA", "matches_reference": True,
+                                    "deviation_from_eager_of_max": 0.0}
                for c in correctness["cases"])
     half = correctness["cases"][0]["half"]
     assert set(half) == {"fp16", "bf16"}
@@ -53,5 +54,5 @@ def test_dry_run_writes_every_section_and_passes_correctness(tmp_path):
 
     table = run.stdout
     assert "| model | precision | mode | ms/frame (median) |" in table
-    assert "cuda-graphs pass, 0.0e+00 of max from eager" in table
+    assert "cuda-graphs (eager: no CUDA) pass, 0.0e+00 of max from eager" in table
     assert "| tiny | fp32 | cuda-graphs (eager: no CUDA) |" in table

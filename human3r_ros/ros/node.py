@@ -482,7 +482,12 @@ class Human3RNode(LifecycleNode):
                 engine, s = streams[0].engine, self._settings
                 engine.max_people = s.max_people  # output settings: may change live
                 engine.cloud_only = cloud_selection(s)
-                return step_streams([(stream, job.view, job.stamp_ns) for stream, job in zip(streams, jobs)])
+                outcomes = step_streams([(stream, job.view, job.stamp_ns) for stream, job in zip(streams, jobs)])
+            front = engine.net.graphed_front
+            if front is not None and front.failure and "cuda_graphs" not in self._warned:
+                self._warned.add("cuda_graphs")
+                self._note(WARN, f"compile 'cuda-graphs': the capture failed, the encoders run eager: {front.failure}")
+            return outcomes
         except Exception as exc:
             if len(jobs) > 1:
                 return [self._run_engine([job])[0] for job in jobs]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from human3r_ros.cli import CliError
+from human3r_ros.cli.sinks import BagSink, write_npz
 
 log = logging.getLogger("human3r-process")
 NS_PER_S = 1_000_000_000
@@ -84,8 +85,8 @@ def fused_arrays(fused_frames: list) -> dict[str, np.ndarray]:
 class MulticamNpz:
     """The .npz output: every camera's results and the fused frame sets, written on commit."""
 
-    def __init__(self, output: Path, write_npz, cameras: list[str], fusing: bool):
-        self.output, self._write_npz, self._fusing = output, write_npz, fusing
+    def __init__(self, output: Path, cameras: list[str], fusing: bool):
+        self.output, self._fusing = output, fusing
         self.results = {n: [] for n in cameras}
         self.fused_frames = []
 
@@ -105,7 +106,7 @@ class MulticamNpz:
         if self._fusing:
             arrays.update(fused_arrays(self.fused_frames))
         arrays["meta_json"] = np.array(json.dumps(meta))
-        self._write_npz(self.output, arrays)
+        write_npz(self.output, arrays)
 
     def abort(self) -> None:
         pass  # nothing on disk before commit
@@ -120,7 +121,6 @@ class MulticamBag:
     def __init__(self, output: Path, options, sources: dict, copy_input: bool):
         from human3r_ros.cli.bag_messages import BagMessages, camera_options
         from human3r_ros.cli.bags import BagWriter, typestore
-        from human3r_ros.cli.process import BagSink
 
         self.writer = BagWriter(output)
         # each camera: the single-camera sink on the shared writer, with the node's per-camera names
@@ -149,7 +149,7 @@ class MulticamBag:
         self.writer.abort()
 
 
-def run_multicam(args, bag_input: bool, load_engine, write_npz, meta: dict, output_options=None) -> int:
+def run_multicam(args, bag_input: bool, load_engine, meta: dict, output_options=None) -> int:
     """`output_options`: bag_messages.OutputOptions of a bag output (unused for an .npz)."""
     from human3r_ros.cli.sources import Window, model_input, open_file_source
     from human3r_ros.engine.stream import StampedStream, step_streams
@@ -181,7 +181,7 @@ def run_multicam(args, bag_input: bool, load_engine, write_npz, meta: dict, outp
             except ValueError as exc:
                 raise CliError(f"--extrinsics {args.extrinsics}: {exc}") from None
         sink = (MulticamBag(args.output, output_options, sources, args.copy_input) if to_bag
-                else MulticamNpz(args.output, write_npz, names, fuser is not None))
+                else MulticamNpz(args.output, names, fuser is not None))
         frames = {n: 0 for n in names}
         fused_sets = 0
         interrupted = False

@@ -11,20 +11,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import logging
-import os
 import signal
 import sys
 import threading
-import uuid
 from pathlib import Path
 from typing import Iterable, Optional
 
-import numpy as np
-
 from human3r_ros import __version__
 from human3r_ros.cli import CliError
+from human3r_ros.cli.sinks import BagSink, NpzSink
 from human3r_ros.cli.sources import Frame, Window, is_bag, model_input, open_file_source
 from human3r_ros.engine.one_euro import OneEuroSettings
 from human3r_ros.engine.stream import StampedStream
@@ -197,78 +193,6 @@ def _check_output(output: Path, source: Path, bag_input: bool, overwrite: bool) 
 
 # --------------------------------------------------------------------------- outputs
 
-def write_npz(output: Path, arrays: dict) -> None:
-    """Write the .npz whole or not at all: a unique sibling name (created with the user's umask;
-    mkstemp would make it 0600), renamed over the output when complete."""
-    tmp = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:12]}"
-    try:
-        with open(tmp, "xb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-class NpzSink:
-    """Collects results; writes the .npz (``to_npz_dict`` keys + ``meta_json``) on commit."""
-
-    def __init__(self, output: Path):
-        self.output = output
-        self.results = []
-
-    def add(self, frame: Frame, result) -> None:
-        self.results.append(result)
-
-    def new_sequence(self) -> None:
-        pass  # frame_index restarting at 0 and frame_stamp show it
-
-    def commit(self, meta: dict) -> None:
-        from human3r_ros.engine.npz_schema import to_npz_dict
-
-        arrays = to_npz_dict(self.results)
-        arrays["meta_json"] = np.array(json.dumps(meta))
-        write_npz(self.output, arrays)
-
-    def abort(self) -> None:
-        pass  # nothing on disk before commit
-
-    @property
-    def count(self) -> int:
-        return len(self.results)
-
-
-class BagSink:
-    """Streams each frame's messages into a bag (see bag_messages for topics); several cameras
-    share one writer (cli.multicam)."""
-
-    def __init__(self, writer, options, copy_from=None):
-        from human3r_ros.cli.bag_messages import BagMessages
-        from human3r_ros.cli.bags import typestore
-
-        self.writer = writer  # bags.BagWriter
-        self.messages = BagMessages(typestore(), options)
-        self.copy_from = copy_from  # input connection whose messages are copied, or None
-        self.count = 0
-
-    def add(self, frame: Frame, result) -> None:
-        for topic, msg in self.messages.frame(result, frame.stamp_ns, frame.rgb.shape[:2]):
-            self.writer.write(topic, msg, frame.log_ns)
-        if self.copy_from is not None:
-            self.writer.write_raw(self.copy_from.topic, self.copy_from.msgtype, frame.raw, frame.log_ns)
-        self.count += 1
-
-    def new_sequence(self) -> None:
-        self.messages.new_sequence()
-
-    def commit(self, meta: dict) -> None:
-        self.writer.set_custom_data("human3r", json.dumps(meta))
-        self.writer.commit()
-
-    def abort(self) -> None:
-        self.writer.abort()
-
-
 def _output_options(args):
     from human3r_ros.cli.bag_messages import OutputOptions
 
@@ -386,7 +310,7 @@ def run(args) -> int:
     if len(args.input) > 1 or len(args.image_topic) > 1:
         from human3r_ros.cli.multicam import run_multicam
 
-        return run_multicam(args, bag_input, _load_engine, write_npz, _meta_base(args), _output_options(args))
+        return run_multicam(args, bag_input, _load_engine, _meta_base(args), _output_options(args))
     args.input = args.input[0]
     args.image_topic = args.image_topic[0] if args.image_topic else None
     with _open_source(args, bag_input, Window(args.start, args.duration)) as source:

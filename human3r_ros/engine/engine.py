@@ -23,8 +23,8 @@ from .frame_result import FrameResult, build_people
 from .geometry import PoseChainer, frame_geometry
 from .one_euro import OneEuroSettings
 from .preprocess import PreparedView, preprocess_frame
-from .scene_cloud import CloudSelection, SceneCloud, kept_pixels
 from .recurrent import RecurrentState, advance
+from .scene_cloud import CloudSelection, SceneCloud, kept_pixels
 from .smoothing import PeopleSmoother
 from .smplx_pose import people_pose_from_network
 from .tracker import HumanTracker

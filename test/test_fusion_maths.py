@@ -192,6 +192,19 @@ def test_rig_pose_from_a_camera_trajectory_with_its_scale():
     assert np.allclose(rig.anchor("side"), extrinsics)
 
 
+def test_a_cameras_world_points_reach_the_rig_world_with_its_scale_and_anchor():
+    extrinsics = pose_from_xyz_quat([0.2, -0.1, 0.5, *Rotation.from_euler("y", 0.7).as_quat()])
+    rig = Rig({"side": extrinsics})
+    rig.anchor_camera("side", pose_from_xyz_quat([3.0, 1.0, 0.0, *Rotation.from_euler("z", 0.4).as_quat()]))
+    c2w = pose_from_xyz_quat([0.3, 0.2, -0.4, *Rotation.from_euler("x", 0.3).as_quat()])
+    c2w[:3, 3] /= 2.0  # half-size reconstruction
+    # a point 1.5 m in front of the camera (0.75 units in its world), seen from the rig world both ways
+    point_world = c2w[:3, :3] @ [0.0, 0.0, 0.75] + c2w[:3, 3]
+    through_pose = rig.rig_pose_from_camera("side", c2w, 2.0) @ extrinsics @ [0.0, 0.0, 1.5, 1.0]
+    assert np.allclose(rig.to_rig_world("side", point_world, 2.0), through_pose[:3])
+    assert rig.to_rig_world("side", np.zeros((4, 5, 3)), 2.0).shape == (4, 5, 3)
+
+
 def test_global_ids_follow_tracks_and_reidentify_lost_people_nearby():
     ids = GlobalIds(reidentify_distance=0.5, forget_after=5)
     first = ids.assign([[("a", 1)], [("a", 2)]], np.array([[0, 0, 0], [3, 0, 0]]))

@@ -11,12 +11,12 @@ from ros_helpers import REFERENCE_FILES, Harness, change_state, image_msg, stamp
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from human3r_msgs.msg import HumanArray  # noqa: E402
 from human3r_ros.engine import Human3REngine  # noqa: E402
-from human3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
+from human3r_ros.ros.conversions import cloud_to_array, stamp_to_ns  # noqa: E402
 
 CAMERAS = ("front", "left")
 T0 = 50.0
@@ -51,17 +51,22 @@ def test_two_cameras_match_one_and_fuse_their_people(reference_dir):
     frames = io["frames_uint8"]
     harness = Harness(offset=57)
     try:
-        make_rig_node(harness, reference_dir)
+        node = make_rig_node(harness, reference_dir)
         pubs = {c: harness.client.create_publisher(Image, f"/{c}/image", QoSProfile(
             depth=10, reliability=ReliabilityPolicy.RELIABLE)) for c in CAMERAS}
         for c in CAMERAS:
             harness.collect(HumanArray, f"/human3r/{c}/humans")
         harness.collect(HumanArray, "/human3r/humans")
+        for topic in [f"/human3r/{c}/scene/points" for c in CAMERAS] + ["/human3r/scene/points"]:
+            harness.collect(PointCloud2, topic)
         harness.collect(TFMessage, "/tf")
         harness.collect(DiagnosticArray, "/diagnostics")
         for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
             assert change_state(harness, transition)
         wait_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 10, "both subscriptions")
+        # clouds are built for matched subscribers only: wait for ours
+        wait_until(lambda: all(node._outputs[c].listened("cloud") for c in CAMERAS)
+                   and node._fused._cloud_publisher.get_subscription_count() > 0, 10, "the cloud subscriptions")
         # the same engine on one camera: what each camera's outputs must equal
         single = Human3REngine.from_checkpoint(reference_dir / REFERENCE_FILES["checkpoint"],
                                                body_model_dir=reference_dir / REFERENCE_FILES["body_model_dir"],
@@ -101,6 +106,16 @@ def test_two_cameras_match_one_and_fuse_their_people(reference_dir):
                 head = anchor @ [copy.head_position.x, copy.head_position.y, copy.head_position.z, 1.0]
                 np.testing.assert_allclose([human.head_position.x, human.head_position.y, human.head_position.z],
                                            head[:3], atol=1e-4)
+            # the rig world's cloud: each camera's cloud, in rig order, placed as its people are (scale 1 yet)
+            clouds = {c: wait_until(lambda c=c: at(f"/human3r/{c}/scene/points"), 10, f"{c} cloud {i}")[0]
+                      for c in CAMERAS}
+            merged = cloud_to_array(wait_until(lambda: at("/human3r/scene/points"), 10, f"the rig cloud {i}")[0])
+            parts = [cloud_to_array(clouds[c]) for c in CAMERAS]
+            assert len(merged) == sum(len(part) for part in parts) > 0
+            xyz = np.concatenate([np.stack([part[k] for k in "xyz"], -1) for part in parts]).astype(np.float64)
+            np.testing.assert_allclose(np.stack([merged[k] for k in "xyz"], -1), xyz @ anchor[:3, :3].T + anchor[:3, 3],
+                                       atol=1e-5)
+            np.testing.assert_array_equal(merged["rgb"], np.concatenate([part["rgb"] for part in parts]))
         # per-camera frames never collide; fused bodies and each camera's world hang off the rig world
         pairs = {(tr.header.frame_id, tr.child_frame_id) for m in harness.snapshot("/tf") for tr in m.transforms}
         assert ("human3r_world_front", "human3r_camera_front") in pairs

@@ -88,6 +88,12 @@ class Rig:
         pose = self.extrinsics[camera]
         return scale * np.asarray(points_cam, dtype=np.float64) @ pose[:3, :3].T + pose[:3, 3]
 
+    def to_rig_world(self, camera: str, points_world: np.ndarray, scale: float) -> np.ndarray:
+        """Points (..., 3) in the camera's own world (reconstruction units) -> rig world, metres:
+        scaled about that world's origin, then placed by its anchor (as rig_pose_from_camera)."""
+        anchor = self.anchor(camera)
+        return scale * np.asarray(points_world, dtype=np.float64) @ anchor[:3, :3].T + anchor[:3, 3]
+
     def rig_pose_from_camera(self, camera: str, c2w: np.ndarray, scale: float) -> np.ndarray:
         """Rig frame -> rig world (4x4) as seen by one camera's own trajectory."""
         return self.anchor(camera) @ scaled_pose(c2w, scale) @ np.linalg.inv(self.extrinsics[camera])

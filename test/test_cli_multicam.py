@@ -5,12 +5,14 @@ output with the node's per-camera topics and frames and the fused people."""
 import json
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 from test_bags import NS, T0, read_bag, stamp_ns, write_bag
 from test_cli_process import assert_failed_cleanly, cli_args, fixture
 from test_engine import assert_matches_reference
 
 from human3r_ros.cli.bag_messages import OutputOptions, camera_options
 from human3r_ros.cli.process import main
+from human3r_ros.ros.msg_arrays import CLOUD_POINT_DTYPE
 
 IDENTITY = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
 
@@ -116,7 +118,27 @@ def test_one_bag_two_topics_to_a_bag(reference_dir, tmp_path):
         children = {child for parent, child in pairs if parent == world}
         assert children - {f"human3r_camera_{camera}"}
         assert all(c.startswith(f"body_{camera}_") for c in children - {f"human3r_camera_{camera}"})
-    assert "/human3r/camera_path" not in bag and "/human3r/scene/points" not in bag
+    assert "/human3r/camera_path" not in bag
+    # the rig world's cloud per frame set: the cameras' clouds, in rig order, placed by their worlds' TF
+    anchors = {(stamp_ns(t), t.child_frame_id): t.transform for _, msg in bag["/tf"] for t in msg.transforms
+               if t.header.frame_id == "human3r_world" and t.child_frame_id.startswith("human3r_world_")}
+    merged = bag["/human3r/scene/points"]
+    assert [stamp_ns(m) for _, m in merged] == input_stamps
+    for k, (_, cloud) in enumerate(merged):
+        assert cloud.header.frame_id == "human3r_world"
+        want = []
+        for camera in ("front", "left"):
+            part = np.frombuffer(bytes(bag[f"/human3r/{camera}/scene/points"][k][1].data), CLOUD_POINT_DTYPE)
+            t = anchors[(input_stamps[k], f"human3r_world_{camera}")]
+            rotation = Rotation.from_quat([t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w]).as_matrix()
+            xyz = np.stack([part[a] for a in "xyz"], -1) @ rotation.T + [t.translation.x, t.translation.y,
+                                                                          t.translation.z]
+            want.append((xyz, part["rgb"]))
+        got = np.frombuffer(bytes(cloud.data), CLOUD_POINT_DTYPE)
+        assert len(got) == sum(len(rgb) for _, rgb in want) > 0
+        np.testing.assert_allclose(np.stack([got[a] for a in "xyz"], -1), np.concatenate([x for x, _ in want]),
+                                   atol=1e-5)
+        np.testing.assert_array_equal(got["rgb"], np.concatenate([rgb for _, rgb in want]))
     # the fused people: one HumanArray per frame set in the rig world, each person's views named
     fused = [msg for _, msg in bag["/human3r/humans"]]
     assert [stamp_ns(m) for m in fused] == input_stamps

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from human3r_ros.engine.scene_cloud import CloudSelection
 from human3r_ros.ros import msg_arrays as arrays
 
 TOPIC_PREFIX = "/human3r/"  # the node's private namespace (~/ of node "human3r")
@@ -34,6 +35,10 @@ class OutputOptions:
     cloud_remove_humans: bool = True
     path_max_length: int = 1000
     topic_prefix: str = TOPIC_PREFIX  # humans, scene/points and camera_path go under it
+
+    def cloud_selection(self) -> CloudSelection:
+        """The engine's selection of this bag's clouds (Human3REngine.cloud_only), as the node's."""
+        return CloudSelection(self.cloud_decimation, self.cloud_confidence, self.cloud_remove_humans)
 
 
 def camera_options(options: OutputOptions, camera: str) -> OutputOptions:
@@ -103,11 +108,8 @@ class BagMessages:
             cameras=[v.camera for v in views], camera_track_ids=np.array([v.track_id for v in views], np.uint32),
         )
 
-    def _cloud(self, result, header):
-        o = self.options
-        points = arrays.cloud_points(
-            result.pts3d_world, arrays.frame_colours(result), conf=result.conf, conf_threshold=o.cloud_confidence,
-            stride=o.cloud_decimation, human_mask=result.human_mask if o.cloud_remove_humans else None)
+    def _cloud(self, points: np.ndarray, header):
+        """A CLOUD_POINT_DTYPE array -> PointCloud2."""
         step = arrays.CLOUD_POINT_DTYPE.itemsize
         return self._msg("sensor_msgs/msg/PointCloud2", header=header, height=1, width=len(points),
                          fields=self._cloud_fields,
@@ -134,15 +136,19 @@ class BagMessages:
                (TOPIC_TF, self._msg("tf2_msgs/msg/TFMessage", transforms=transforms)),
                (o.topic_prefix + "camera_path",
                 self._msg("nav_msgs/msg/Path", header=header, poses=list(self._path)))]
-        if o.cloud:
-            out.append((o.topic_prefix + "scene/points", self._cloud(result, header)))
+        if o.cloud:  # selected by the engine (OutputOptions.cloud_selection)
+            points = arrays.scene_cloud_points(result.cloud, arrays.frame_colours(result))
+            out.append((o.topic_prefix + "scene/points", self._cloud(points, header)))
         return out
 
-    def fused(self, fused, stamp_ns: int, anchors: dict) -> list[tuple[str, object]]:
+    def fused(self, fused, stamp_ns: int, rig, results: dict) -> list[tuple[str, object]]:
         """(topic, message) pairs for one fusion.FusedFrame, as the node's fused outputs: the people
-        on <prefix>humans in the rig world (camera_pose: the rig's pose), TF world -> each camera's
-        world (`anchors`: camera -> 4x4 fuser.rig.anchor) and world -> <body_prefix><global id>."""
+        on <prefix>humans in the rig world (camera_pose: the rig's pose), TF world -> each fused
+        camera's world (`rig`: the fuser's Rig, after the fusion placed new cameras) and world ->
+        <body_prefix><global id>, the cameras' clouds merged in the rig world (`results`: camera ->
+        its FrameResult in the set)."""
         o = self.options
+        anchors = {camera: rig.anchor(camera) for camera in results}
         header = self._header(stamp_ns, o.world_frame)
         poses = [self._pose(arrays.body_frame_matrix(p)) for p in fused.people]
         humans = self._msg("human3r_msgs/msg/HumanArray", header=header, camera_pose=self._pose(fused.rig_pose),
@@ -152,5 +158,9 @@ class BagMessages:
                       for camera, anchor in anchors.items()]
         transforms += [self._transform(pose, header, f"{o.body_frame_prefix}{p.person_id}")
                        for p, pose in zip(fused.people, poses)]
-        return [(o.topic_prefix + "humans", humans),
-                (TOPIC_TF, self._msg("tf2_msgs/msg/TFMessage", transforms=transforms))]
+        out = [(o.topic_prefix + "humans", humans),
+               (TOPIC_TF, self._msg("tf2_msgs/msg/TFMessage", transforms=transforms))]
+        if o.cloud:
+            out.append((o.topic_prefix + "scene/points",
+                        self._cloud(arrays.rig_cloud_points(rig, fused.scales, results), header)))
+        return out

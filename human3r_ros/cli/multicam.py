@@ -96,7 +96,7 @@ class MulticamNpz:
     def frame(self, camera: str, frame, result) -> None:
         self.results[camera].append(result)
 
-    def fused(self, fused, frames: dict, anchors: dict) -> None:
+    def fused(self, fused, frames: dict, rig, results: dict) -> None:
         self.fused_frames.append(fused)
 
     def commit(self, meta: dict) -> None:
@@ -115,8 +115,9 @@ class MulticamNpz:
 class MulticamBag:
     """The bag output (bag inputs only), as the node publishes several cameras: each camera's
     messages under /human3r/<camera>/ with its own TF frames (bag_messages.camera_options), the
-    fused people on /human3r/humans with TF from the rig world (BagMessages.fused). Written as
-    frames come, moved to the output on commit."""
+    fused people on /human3r/humans with TF from the rig world and the cameras' clouds merged in it
+    on /human3r/scene/points (BagMessages.fused). Written as frames come, moved to the output on
+    commit."""
 
     def __init__(self, output: Path, options, sources: dict, copy_input: bool):
         from human3r_ros.cli.bag_messages import BagMessages, camera_options
@@ -134,11 +135,12 @@ class MulticamBag:
     def frame(self, camera: str, frame, result) -> None:
         self.cameras[camera].add(frame, result)
 
-    def fused(self, fused, frames: dict, anchors: dict) -> None:
-        """`frames`: the fused cameras' input frames; stamped with the newest, as the node does."""
+    def fused(self, fused, frames: dict, rig, results: dict) -> None:
+        """`frames` / `results`: the fused cameras' input frames and results; stamped with the
+        newest, as the node does. `rig`: the fuser's, after it placed the cameras new to it."""
         stamp_ns = max(f.stamp_ns for f in frames.values())
         log_ns = max(f.log_ns for f in frames.values())
-        for topic, msg in self.fusion.fused(fused, stamp_ns, anchors):
+        for topic, msg in self.fusion.fused(fused, stamp_ns, rig, results):
             self.writer.write(topic, msg, log_ns)
 
     def commit(self, meta: dict) -> None:
@@ -205,9 +207,7 @@ def run_multicam(args, bag_input: bool, load_engine, meta: dict, output_options=
                             done[name] = outcome.result
                     fusable = {n: r for n, r in done.items() if n in rig}
                     if fuser is not None and fusable:
-                        # the anchors after fuse(): it places the cameras new to it
-                        sink.fused(fuser.fuse(fusable), {n: members[n] for n in fusable},
-                                   {n: fuser.rig.anchor(n) for n in fusable})
+                        sink.fused(fuser.fuse(fusable), {n: members[n] for n in fusable}, fuser.rig, fusable)
                         fused_sets += 1
             except KeyboardInterrupt:
                 interrupted = True

@@ -213,6 +213,13 @@ def _make_sink(args, source):
 
 # --------------------------------------------------------------------------- processing
 
+def _bag_cloud_selection(args):
+    """A bag holds the clouds, not the dense maps: the engine selects them where the network runs,
+    as the node's does (None for an .npz, which keeps the dense maps)."""
+    options = _output_options(args)
+    return options.cloud_selection() if args.output.suffix.lower() != ".npz" and options.cloud else None
+
+
 def _load_engine(args):
     from human3r_ros.engine import Human3REngine
 
@@ -223,7 +230,7 @@ def _load_engine(args):
             download_progress=(lambda done, total: None) if args.no_progress else None,  # None: huggingface_hub's bar
             ttt3r=args.ttt3r, reset_interval=args.reset_interval, size=args.size,
             det_threshold=args.detection_threshold, max_people=args.max_people, compile_mode=args.compile,
-            smoothing=_smoothing_settings(args))
+            smoothing=_smoothing_settings(args), cloud_only=_bag_cloud_selection(args))
     except (ValueError, RuntimeError, OSError) as exc:  # CheckpointError, BodyModelError, device errors
         raise CliError(f"cannot load the model: {exc}") from None
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
 from human3r_msgs.msg import HumanArray
-from human3r_ros.engine.scene_cloud import SceneCloud
 from human3r_ros.ros import conversions as conv
-from human3r_ros.ros.msg_arrays import camera_world_frame
+from human3r_ros.ros.msg_arrays import camera_world_frame, rig_cloud_points
 from human3r_ros.ros.outputs import OUTPUT_QOS
 
 
@@ -90,22 +88,14 @@ class FusedOutputs:
         poses = conv.body_poses(fused.people)
         self._publisher.publish(conv.fused_to_human_array(fused, header, poses))
         if s.publish_cloud and self._cloud_publisher.get_subscription_count() > 0:
-            self._cloud_publisher.publish(conv.cloud_message(self._rig_cloud(fused, cameras), header))
+            self._cloud_publisher.publish(conv.cloud_message(
+                rig_cloud_points(self.fuser.rig, fused.scales, cameras), header))
         if s.publish_tf and self._tf is not None:
             transforms = [conv.pose_to_transform(conv.matrix_to_pose(self.fuser.rig.anchor(c)), stamp, s.world_frame,
                                                  camera_world_frame(s.world_frame, c)) for c in cameras]
             transforms += conv.body_transforms(fused.people, stamp, s.world_frame, s.body_frame_prefix, poses,
                                                names=[str(p.person_id) for p in fused.people])
             self._tf.send(transforms)
-
-    def _rig_cloud(self, fused, results) -> np.ndarray:
-        """The set's clouds (each camera's, as the engine selected it) in the rig world, in metres:
-        each camera's points scaled and placed as its people are."""
-        parts = [conv.scene_cloud_points(
-            SceneCloud(self.fuser.rig.to_rig_world(c, r.cloud.points, fused.scales[c]).astype(np.float32),
-                       r.cloud.pixels), conv.frame_colours(r))
-            for c, r in ((c, results[c]) for c in self.cameras if c in results) if r.cloud is not None]
-        return np.concatenate(parts) if parts else np.empty(0, conv.CLOUD_POINT_DTYPE)
 
     def figures(self) -> dict:
         with self._lock:  # read by the diagnostics timer while the publishing thread fuses

@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from human3r_ros.engine.scene_cloud import CloudSelection, kept_pixels
+from human3r_ros.engine.scene_cloud import CloudSelection, SceneCloud, kept_pixels
 from human3r_ros.engine.smplx_joints import hips_midpoint
 
 # Image decoding lives in image_decoding; re-exported so callers of this module keep working.
@@ -217,6 +217,16 @@ def scene_cloud_points(cloud, colours: np.ndarray) -> np.ndarray:
     """An engine.scene_cloud.SceneCloud (points kept on the device) -> CLOUD_POINT_DTYPE array,
     coloured from the frame's H x W x 3 colours."""
     return pack_cloud(cloud.points, np.take(np.asarray(colours, dtype=np.uint8).reshape(-1, 3), cloud.pixels, axis=0))
+
+
+def rig_cloud_points(rig, scales, results) -> np.ndarray:
+    """Several cameras' selected clouds (FrameResult.cloud; `results`: camera -> result) in the rig
+    world, in metres, in the rig's camera order: each camera's points scaled by its estimate
+    (`scales`) and placed by its anchor (fusion.Rig.to_rig_world), as its people are."""
+    parts = [scene_cloud_points(SceneCloud(rig.to_rig_world(c, r.cloud.points, scales[c]).astype(np.float32),
+                                           r.cloud.pixels), frame_colours(r))
+             for c, r in ((c, results[c]) for c in rig.cameras if c in results) if r.cloud is not None]
+    return np.concatenate(parts) if parts else np.empty(0, CLOUD_POINT_DTYPE)
 
 
 def pack_cloud(points: np.ndarray, colours: np.ndarray) -> np.ndarray:

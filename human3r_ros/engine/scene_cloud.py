@@ -1,8 +1,8 @@
 """Which pointmap pixels make the scene cloud, decided where the pointmap lives.
 
-One rule for every cloud: the node's (selected on the device, so that only the kept points
-cross to the host) and the clouds built afterwards from a frame's dense maps
-(``ros.msg_arrays.cloud_points``, bag output)."""
+One rule for every cloud: the node's and human3r-process's bags (selected on the device, so
+that only the kept points cross to the host: ``Human3REngine.cloud_only``), and clouds built
+afterwards from a frame's dense maps (``ros.msg_arrays.cloud_points``)."""
 
 from __future__ import annotations
 

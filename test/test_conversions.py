@@ -222,7 +222,7 @@ def test_human_without_body_model_sits_at_head(io):
 def test_cloud_layout_like_sensor_msgs_py(io):
     frame = fixture_frame(io, 0)
     colours = RNG.integers(0, 256, size=frame.pts3d_world.shape, dtype=np.uint8)
-    cloud = conv.pointmap_to_cloud(frame.pts3d_world, colours, HEADER)
+    cloud = conv.cloud_message(conv.cloud_points(frame.pts3d_world, colours), HEADER)
     # What sensor_msgs_py.point_cloud2.create_cloud gives for x, y, z, rgb float32 fields.
     assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
         ("x", 0, PointField.FLOAT32, 1), ("y", 4, PointField.FLOAT32, 1),
@@ -246,21 +246,25 @@ def test_cloud_threshold_decimation_and_human_removal(io, stride, threshold):
     colours = np.zeros(pts.shape, np.uint8)
     conf, mask = frame.conf[::stride, ::stride], frame.human_mask[::stride, ::stride]
     finite = np.isfinite(pts[::stride, ::stride]).all(-1)
-    cloud = conv.pointmap_to_cloud(pts, colours, HEADER, conf=frame.conf, conf_threshold=threshold, stride=stride)
+    cloud = conv.cloud_message(conv.cloud_points(pts, colours, conf=frame.conf, conf_threshold=threshold,
+                                                 stride=stride), HEADER)
     assert cloud.width == int(((conf >= threshold) & finite).sum())
-    cloud = conv.pointmap_to_cloud(pts, colours, HEADER, conf=frame.conf, conf_threshold=threshold, stride=stride,
-                                   human_mask=frame.human_mask)
+    cloud = conv.cloud_message(conv.cloud_points(pts, colours, conf=frame.conf, conf_threshold=threshold,
+                                                 stride=stride, human_mask=frame.human_mask), HEADER)
     assert cloud.width == int(((conf >= threshold) & finite & (mask < 0.5)).sum())
     assert 0 < int((mask < 0.5).sum()) < mask.size  # the fixture mask has both kinds of pixels
 
 
 def test_frame_colours():
     class Result:
-        pts3d_world = np.zeros((2, 3, 3))
+        human_mask = np.zeros((2, 3))
         image = None
         rgb = np.zeros((2, 3, 3), np.float32)  # rgb head output in [-1, 1]: 0 is mid-grey
 
     assert (conv.frame_colours(Result()) == 128).all()
+    Result.rgb = None  # neither colours nor rgb: mid-grey of the frame's size
+    grey = conv.frame_colours(Result())
+    assert grey.shape == (2, 3, 3) and (grey == 128).all()
     Result.image = np.full((2, 3, 3), 7, np.uint8)
     assert (conv.frame_colours(Result()) == 7).all()
 

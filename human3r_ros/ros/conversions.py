@@ -186,19 +186,9 @@ CLOUD_FIELDS = tuple(PointField(name=name, offset=offset, datatype=datatype, cou
                      for name, offset, datatype, count in _CLOUD_FIELD_SPECS)
 
 
-def pointmap_to_cloud(points: np.ndarray, colours: np.ndarray, header: Header, *,
-                      conf: Optional[np.ndarray] = None, conf_threshold: float = 1.0, stride: int = 1,
-                      human_mask: Optional[np.ndarray] = None, mask_threshold: float = 0.5) -> PointCloud2:
-    """H x W x 3 pointmap + H x W x 3 uint8 colours -> unorganised PointCloud2 (x, y, z, rgb).
-
-    Keeps every `stride`-th pixel in both directions, with confidence >= conf_threshold, finite
-    coordinates and (when `human_mask` is given) human probability < mask_threshold."""
-    return cloud_message(cloud_points(points, colours, conf=conf, conf_threshold=conf_threshold, stride=stride,
-                                      human_mask=human_mask, mask_threshold=mask_threshold), header)
-
-
 def cloud_message(cloud: np.ndarray, header: Header) -> PointCloud2:
-    """A CLOUD_POINT_DTYPE array (msg_arrays.cloud_points, scene_cloud_points) -> PointCloud2."""
+    """A CLOUD_POINT_DTYPE array (msg_arrays.cloud_points, scene_cloud_points) -> unorganised
+    PointCloud2 (x, y, z, rgb)."""
     data = array.array("B")
     data.frombytes(cloud.view(np.uint8))  # the one copy made here
     return PointCloud2(
@@ -210,7 +200,7 @@ def cloud_message(cloud: np.ndarray, header: Header) -> PointCloud2:
 
 
 def cloud_to_array(msg: PointCloud2) -> np.ndarray:
-    """Inverse of pointmap_to_cloud: structured (x, y, z, rgb uint32) array (for tests/tools)."""
+    """Inverse of cloud_message: structured (x, y, z, rgb uint32) array (for tests/tools)."""
     return np.frombuffer(bytes(msg.data), dtype=CLOUD_POINT_DTYPE, count=msg.width * msg.height)
 
 
